@@ -1,0 +1,1 @@
+//! Boot test (in progress).

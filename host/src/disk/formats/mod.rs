@@ -1,0 +1,1 @@
+//! Output disk formats (in progress).

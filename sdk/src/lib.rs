@@ -1,0 +1,2 @@
+//! rehost-sdk: everything a plugin author needs.
+pub mod files;
