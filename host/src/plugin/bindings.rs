@@ -4,10 +4,10 @@ pub mod fixer {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "fixer",
-        with: { "rehost:plugin/guest-fs/root": crate::plugin::bindings::GuestRootHandle },
-        trappable_imports: false,
+        with: { "rehost:plugin/guest-fs.root": super::RootHandle },
     });
 }
 
-/// Placeholder resource type until the guest root lands.
-pub struct GuestRootHandle;
+/// The `guest-fs/root` resource: one per fixer call, standing for the guest root
+/// the call's store was created for (the host state holds the real handle).
+pub struct RootHandle;

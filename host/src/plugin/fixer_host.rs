@@ -1,0 +1,432 @@
+//! The host side of the `fixer` world: guest files and commands, each request
+//! validated, checked against the plugin's grants, then done by the host.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Store, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::fixer::rehost::plugin::{fixer_types, guest_exec, guest_fs, log, types};
+use super::bindings::fixer::Fixer;
+use super::bindings::RootHandle;
+use super::grants::{Access, Grants};
+use super::runtime::{LoadedPlugin, Runtime};
+use super::{Kind, PluginError};
+use crate::guest::root::{GuestPath, GuestRoot, Kind as FileKind, WriteOptions};
+
+pub use fixer_types::{FixContext, FixReport, NewRoot};
+pub use types::{BootEntry, KernelInfo, OsInfo, TargetHardware};
+
+/// A command a fixer asked the host to run inside the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRequest {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub network: bool,
+}
+
+/// What a command returned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandResult {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs granted commands inside the guest. The pipeline supplies the real chroot
+/// runner; `rehost plan` supplies one that records instead of running.
+pub trait CommandRunner: Send + Sync {
+    fn run(&self, root: &GuestRoot, request: &CommandRequest) -> Result<CommandResult, String>;
+}
+
+/// A runner for guests where no command may run (the default).
+pub struct NoCommands;
+
+impl CommandRunner for NoCommands {
+    fn run(&self, _: &GuestRoot, request: &CommandRequest) -> Result<CommandResult, String> {
+        Err(format!(
+            "running commands is not available here ({})",
+            request.argv.join(" ")
+        ))
+    }
+}
+
+/// One fixer call's inputs.
+pub struct FixerCall<'a> {
+    pub root: Arc<GuestRoot>,
+    pub context: FixContext,
+    pub grants: Grants,
+    pub commands: &'a Arc<dyn CommandRunner>,
+    /// Default for commands that ask for no timeout.
+    pub command_timeout: Duration,
+}
+
+/// What a fixer call produced, plus every command it ran (for plans and logs).
+#[derive(Debug, Clone)]
+pub struct FixerOutcome {
+    pub report: FixReport,
+    pub commands: Vec<Vec<String>>,
+}
+
+/// Per-call store state.
+struct State {
+    plugin: String,
+    grants: Grants,
+    root: Arc<GuestRoot>,
+    commands: Arc<dyn CommandRunner>,
+    command_timeout: Duration,
+    ran: Vec<Vec<String>>,
+    table: ResourceTable,
+    wasi: WasiCtx,
+    limits: StoreLimits,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Calls a fixer's `fix` in a fresh store with the plugin's limits.
+pub fn call_fixer(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    call: FixerCall<'_>,
+) -> Result<FixerOutcome, PluginError> {
+    let name = plugin.manifest.name.clone();
+    if plugin.manifest.kind != Kind::Fixer {
+        return Err(PluginError::WrongKind {
+            plugin: name,
+            expected: Kind::Fixer,
+            actual: plugin.manifest.kind,
+        });
+    }
+    let limits = runtime.limits.for_manifest(&plugin.manifest);
+    let mut linker: Linker<State> = Linker::new(runtime.engine());
+    let instantiate = |e| PluginError::Instantiate {
+        plugin: name.clone(),
+        source: e,
+    };
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(instantiate)?;
+    Fixer::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(instantiate)?;
+
+    // No preopens, no environment, no network: WASI is only there for std's needs.
+    let wasi = WasiCtx::builder().inherit_stderr().build();
+    let state = State {
+        plugin: name.clone(),
+        grants: call.grants,
+        root: call.root,
+        commands: call.commands.clone(),
+        command_timeout: call.command_timeout,
+        ran: Vec::new(),
+        table: ResourceTable::new(),
+        wasi,
+        limits: limits.store_limits(),
+    };
+    let mut store = Store::new(runtime.engine(), state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(limits.deadline_ticks());
+    store.epoch_deadline_trap();
+
+    let fixer = Fixer::instantiate(&mut store, &plugin.component, &linker).map_err(instantiate)?;
+    let root = store
+        .data_mut()
+        .table
+        .push(RootHandle)
+        .map_err(|e| instantiate(e.into()))?;
+    let result = fixer.call_fix(&mut store, root, &call.context);
+    let ran = std::mem::take(&mut store.data_mut().ran);
+    match result {
+        Ok(Ok(report)) => Ok(FixerOutcome {
+            report,
+            commands: ran,
+        }),
+        Ok(Err(e)) => Err(PluginError::Failed {
+            plugin: name,
+            call: "fix".into(),
+            message: describe(&e),
+        }),
+        Err(trap) => Err(trap_error(&name, "fix", trap, &limits)),
+    }
+}
+
+/// Turns a trap into an error that says what stopped the plugin.
+pub(crate) fn trap_error(
+    plugin: &str,
+    call: &str,
+    err: wasmtime::Error,
+    limits: &super::Limits,
+) -> PluginError {
+    let (plugin, call) = (plugin.to_string(), call.to_string());
+    if let Some(wasmtime::Trap::Interrupt) = err.downcast_ref::<wasmtime::Trap>() {
+        return PluginError::Deadline {
+            plugin,
+            call,
+            secs: limits.deadline.as_secs(),
+        };
+    }
+    let text = format!("{err:#}");
+    if text.contains("growing memory") || text.contains("memory limit") {
+        return PluginError::Memory {
+            plugin,
+            call,
+            mib: limits.memory_bytes >> 20,
+        };
+    }
+    PluginError::Trap {
+        plugin,
+        call,
+        reason: text,
+    }
+}
+
+pub(crate) fn describe(e: &types::Error) -> String {
+    match e {
+        types::Error::Denied(m) => format!("denied: {m}"),
+        types::Error::NotFound(m) => format!("not found: {m}"),
+        types::Error::Invalid(m) => format!("invalid request: {m}"),
+        types::Error::Io(m) => format!("i/o error: {m}"),
+        types::Error::Failed(m) => m.clone(),
+    }
+}
+
+impl State {
+    /// Validates a guest path and checks it, and where it really leads, against
+    /// the grants.
+    fn checked(&self, op: &str, path: &str, access: Access) -> Result<GuestPath, types::Error> {
+        let parsed = GuestPath::parse(path)
+            .map_err(|e| types::Error::Invalid(format!("plugin {}: {op}: {e}", self.plugin)))?;
+        let deny = |d: super::grants::Denied| types::Error::Denied(d.0);
+        self.grants
+            .check_path(&self.plugin, op, parsed.as_str(), access)
+            .map_err(deny)?;
+        // Where the path really leads once the guest's own symlinks are followed.
+        match self.root.resolve(&parsed) {
+            Ok(real) if real != parsed => {
+                self.grants
+                    .check_path(&self.plugin, op, real.as_str(), access)
+                    .map_err(|d| {
+                        types::Error::Denied(format!("{} ({path} is a symlink to {real})", d.0))
+                    })?;
+            }
+            _ => {}
+        }
+        Ok(parsed)
+    }
+
+    fn io(&self, op: &str, path: &str, e: io::Error) -> types::Error {
+        let msg = format!("plugin {}: {op} {path}: {e}", self.plugin);
+        match e.kind() {
+            io::ErrorKind::NotFound => types::Error::NotFound(msg),
+            io::ErrorKind::PermissionDenied => types::Error::Denied(msg),
+            io::ErrorKind::InvalidInput => types::Error::Invalid(msg),
+            _ => types::Error::Io(msg),
+        }
+    }
+
+    /// Checks, then runs one filesystem operation, mapping errors for the plugin.
+    fn op<T>(
+        &mut self,
+        op: &str,
+        path: &str,
+        access: Access,
+        f: impl FnOnce(&GuestRoot, &GuestPath) -> io::Result<T>,
+    ) -> Result<T, types::Error> {
+        let p = self.checked(op, path, access)?;
+        tracing::debug!(plugin = %self.plugin, op, path = %p, "guest-fs");
+        f(&self.root, &p).map_err(|e| self.io(op, path, e))
+    }
+}
+
+impl types::Host for State {}
+impl fixer_types::Host for State {}
+
+impl log::Host for State {
+    fn log(&mut self, level: log::Level, message: String) {
+        let plugin = &self.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: u64, message: String) {
+        tracing::info!(plugin = %self.plugin, done, total, "{message}");
+    }
+}
+
+impl guest_fs::Host for State {}
+
+impl guest_fs::HostRoot for State {
+    fn read(&mut self, _: Resource<RootHandle>, path: String) -> Result<Vec<u8>, types::Error> {
+        self.op("read", &path, Access::Read, |r, p| r.read(p))
+    }
+
+    fn write(
+        &mut self,
+        _: Resource<RootHandle>,
+        path: String,
+        data: Vec<u8>,
+        options: guest_fs::WriteOptions,
+    ) -> Result<(), types::Error> {
+        let opts = WriteOptions {
+            mode: options.mode,
+            uid: options.uid,
+            gid: options.gid,
+        };
+        self.op("write", &path, Access::Write, |r, p| {
+            r.write(p, &data, opts)
+        })
+    }
+
+    fn stat(
+        &mut self,
+        _: Resource<RootHandle>,
+        path: String,
+    ) -> Result<guest_fs::FileStat, types::Error> {
+        let md = self.op("stat", &path, Access::Read, |r, p| r.lstat(p))?;
+        Ok(guest_fs::FileStat {
+            kind: match md.kind {
+                FileKind::File => guest_fs::FileKind::File,
+                FileKind::Directory => guest_fs::FileKind::Directory,
+                FileKind::Symlink => guest_fs::FileKind::Symlink,
+                FileKind::Other => guest_fs::FileKind::Other,
+            },
+            mode: md.mode,
+            uid: md.uid,
+            gid: md.gid,
+            size: md.size,
+            link_target: md.link_target,
+        })
+    }
+
+    fn exists(&mut self, _: Resource<RootHandle>, path: String) -> Result<bool, types::Error> {
+        self.op("exists", &path, Access::Read, |r, p| r.exists(p))
+    }
+
+    fn list_dir(
+        &mut self,
+        _: Resource<RootHandle>,
+        path: String,
+    ) -> Result<Vec<String>, types::Error> {
+        // Listing reveals the names inside a directory, so it needs a read grant
+        // that covers its entries ("/etc/*" lists /etc), not the directory itself.
+        let entry = format!("{}/entry", path.trim_end_matches('/'));
+        self.checked("list-dir", &entry, Access::Read)?;
+        let p = GuestPath::parse(&path).map_err(|e| types::Error::Invalid(e.to_string()))?;
+        self.root
+            .list_dir(&p)
+            .map_err(|e| self.io("list-dir", &path, e))
+    }
+
+    fn mkdir_p(
+        &mut self,
+        _: Resource<RootHandle>,
+        path: String,
+        mode: u32,
+    ) -> Result<(), types::Error> {
+        self.op("mkdir-p", &path, Access::Write, |r, p| r.mkdir_p(p, mode))
+    }
+
+    fn remove(&mut self, _: Resource<RootHandle>, path: String) -> Result<(), types::Error> {
+        // The link itself is removed, so only the requested path is checked.
+        self.op("remove", &path, Access::Write, |r, p| r.remove(p))
+    }
+
+    fn rename(
+        &mut self,
+        _: Resource<RootHandle>,
+        old_path: String,
+        new_path: String,
+    ) -> Result<(), types::Error> {
+        let to = self.checked("rename", &new_path, Access::Write)?;
+        self.op("rename", &old_path, Access::Write, |r, from| {
+            r.rename(from, &to)
+        })
+    }
+
+    fn symlink(
+        &mut self,
+        _: Resource<RootHandle>,
+        target: String,
+        link: String,
+    ) -> Result<(), types::Error> {
+        self.op("symlink", &link, Access::Write, |r, p| {
+            r.symlink(&target, p)
+        })
+    }
+
+    fn readlink(&mut self, _: Resource<RootHandle>, path: String) -> Result<String, types::Error> {
+        self.op("readlink", &path, Access::Read, |r, p| r.readlink(p))
+    }
+
+    fn chmod(
+        &mut self,
+        _: Resource<RootHandle>,
+        path: String,
+        mode: u32,
+    ) -> Result<(), types::Error> {
+        self.op("chmod", &path, Access::Write, |r, p| r.chmod(p, mode))
+    }
+
+    fn chown(
+        &mut self,
+        _: Resource<RootHandle>,
+        path: String,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), types::Error> {
+        self.op("chown", &path, Access::Write, |r, p| r.chown(p, uid, gid))
+    }
+
+    fn drop(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl guest_exec::Host for State {
+    fn run(
+        &mut self,
+        request: guest_exec::ExecRequest,
+    ) -> Result<guest_exec::ExecOutput, types::Error> {
+        let argv0 = request.argv.first().cloned().ok_or_else(|| {
+            types::Error::Invalid(format!("plugin {}: run: empty argv", self.plugin))
+        })?;
+        self.grants
+            .check_command(&self.plugin, &argv0)
+            .map_err(|d| types::Error::Denied(d.0))?;
+        let timeout = match request.timeout_secs {
+            0 => self.command_timeout,
+            s => Duration::from_secs(s.into()),
+        };
+        let req = CommandRequest {
+            argv: request.argv.clone(),
+            env: request.env,
+            stdin: request.stdin,
+            timeout,
+            network: self.grants.guest_network(),
+        };
+        tracing::info!(plugin = %self.plugin, "running in guest: {}", request.argv.join(" "));
+        self.ran.push(request.argv);
+        let out = self.commands.run(&self.root, &req).map_err(|e| {
+            types::Error::Failed(format!("plugin {}: run {argv0}: {e}", self.plugin))
+        })?;
+        Ok(guest_exec::ExecOutput {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+}

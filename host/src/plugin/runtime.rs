@@ -1,0 +1,221 @@
+//! The wasmtime side of plugins: one Engine for the process, components
+//! precompiled once and cached on disk, and per-call limits (memory, epoch deadline).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder};
+
+use super::manifest::Manifest;
+use super::PluginError;
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to each plugin call unless the manifest asks for less.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 256 << 20,
+            deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Limits {
+    /// The manifest may lower the defaults, never raise them past what the host allows.
+    pub fn for_manifest(&self, manifest: &Manifest) -> Limits {
+        let caps = &manifest.capabilities;
+        Limits {
+            memory_bytes: caps
+                .memory_mb
+                .map(|mb| (mb as usize).saturating_mul(1 << 20).min(self.memory_bytes))
+                .unwrap_or(self.memory_bytes),
+            deadline: caps
+                .time_secs
+                .map(|s| Duration::from_secs(s).min(self.deadline))
+                .unwrap_or(self.deadline),
+        }
+    }
+
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimitsBuilder::new()
+            .memory_size(self.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build()
+    }
+
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.deadline.as_millis() / TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// A component ready to instantiate, with the manifest read from it.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    pub manifest: Manifest,
+    pub component: Component,
+    /// sha256 of the component bytes, hex.
+    pub digest: String,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// The process-wide plugin runtime.
+pub struct Runtime {
+    engine: Engine,
+    cache_dir: PathBuf,
+    pub limits: Limits,
+    loaded: Mutex<HashMap<String, LoadedPlugin>>,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Runtime {
+    /// `cache_dir` holds precompiled components (see [`default_cache_dir`]).
+    pub fn new(cache_dir: PathBuf, limits: Limits) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(PluginError::Engine)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("rehost-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| PluginError::Engine(e.into()))?
+        };
+        Ok(Self {
+            engine,
+            cache_dir,
+            limits,
+            loaded: Mutex::default(),
+            ticker: Some((stop, ticker)),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a component: reads its manifest, checks the API range, and returns the
+    /// compiled component from the cache (compiling and caching it on first use).
+    pub fn load(&self, wasm: &[u8], origin: &str) -> Result<LoadedPlugin, PluginError> {
+        let digest = hex::encode(Sha256::digest(wasm));
+        if let Some(hit) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+        {
+            return Ok(hit.clone());
+        }
+        let manifest = Manifest::from_wasm(wasm, origin)?;
+        manifest.check_api()?;
+        let component = self.compiled(wasm, &digest, origin)?;
+        let plugin = LoadedPlugin {
+            manifest,
+            component,
+            digest: digest.clone(),
+        };
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Precompiles a component into the cache without loading it (plugin install).
+    pub fn precompile(&self, wasm: &[u8], origin: &str) -> Result<PathBuf, PluginError> {
+        let digest = hex::encode(Sha256::digest(wasm));
+        self.compiled(wasm, &digest, origin)?;
+        Ok(self.cache_path(&digest))
+    }
+
+    /// Where the precompiled artifact for a digest lives: keyed by the component's
+    /// sha256 and the engine's compatibility hash, so a wasmtime upgrade or a
+    /// different CPU feature set never loads a stale artifact.
+    pub fn cache_path(&self, digest: &str) -> PathBuf {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        self.cache_dir
+            .join(format!("{digest}-{:016x}.cwasm", h.finish()))
+    }
+
+    fn compiled(&self, wasm: &[u8], digest: &str, origin: &str) -> Result<Component, PluginError> {
+        let path = self.cache_path(digest);
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an engine
+            // with the same compatibility hash, into the user's own cache directory.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
+            }
+        }
+        let compile = |e: wasmtime::Error| PluginError::Compile {
+            origin: origin.into(),
+            source: e,
+        };
+        let bytes = self.engine.precompile_component(wasm).map_err(compile)?;
+        if let Err(e) = write_atomically(&path, &bytes) {
+            tracing::warn!("cannot cache compiled plugin at {}: {e}", path.display());
+        }
+        // SAFETY: these bytes were just produced by this engine.
+        unsafe { Component::deserialize(&self.engine, &bytes) }.map_err(compile)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/rehost/plugins`, else `~/.cache/rehost/plugins`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("rehost/plugins")
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
