@@ -32,6 +32,8 @@ pub const KVM_ENV: &str = "REHOST_BOOT_TEST_KVM";
 
 /// How long to wait for qemu to exit after `poweroff -f` before killing it.
 const POWEROFF_GRACE: Duration = Duration::from_secs(30);
+/// How long a panicking kernel gets to finish printing its panic.
+const PANIC_GRACE: Duration = Duration::from_secs(5);
 /// How often the shell-ready probe is typed again while no shell has answered it.
 const PROBE_INTERVAL: Duration = Duration::from_secs(15);
 /// How many console lines a failure report quotes.
@@ -428,7 +430,13 @@ fn session(
     match boot {
         Ok(Boot::Login) => {}
         Ok(Boot::NoBootableDevice) => return Err(Failure::NoBootableDevice),
-        Ok(Boot::Panic) => return Err(Failure::KernelPanic),
+        Ok(Boot::Panic) => {
+            // Let the panic's reason and call trace reach the log before qemu is killed.
+            console.wait_until(Instant::now() + PANIC_GRACE, |text| {
+                find_end(text, b"---[ end Kernel panic").map(|end| ((), end))
+            })?;
+            return Err(Failure::KernelPanic);
+        }
         Err(Failure::TimedOut { after, .. }) => return Err(Failure::NoLoginPrompt { after }),
         Err(other) => return Err(other),
     }

@@ -257,6 +257,37 @@ fn wrong_password_is_reported_after_reaching_login() {
     }
 }
 
+#[test]
+fn kernel_panic_fails_early_with_the_panic_in_the_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (image, mut direct) = debian_direct_boot(dir.path());
+    // Without its initrd the cloud kernel has no virtio_blk driver, so no root fs.
+    direct.initrd = None;
+    let mut opts = BootTestOptions::new(&image, DiskFormat::Raw, FIXTURE_PASSWORD);
+    opts.target = Target::Kvm;
+    opts.accel = Accel::Tcg;
+    opts.direct_kernel = Some(direct);
+    opts.console_log = dir.path().join("console.log");
+
+    let err = boot_test::run(&opts).expect_err("no root filesystem");
+    let message = err.to_string();
+    assert!(message.contains("no login prompt"), "{message}");
+    assert!(
+        message.contains("VFS: Unable to mount root fs"),
+        "{message}"
+    );
+    assert!(
+        matches!(
+            err,
+            BootTestError::Failed {
+                failure: Failure::KernelPanic,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
 /// The Debian cloud fixture plus its own kernel and initrd (read out with debugfs), and
 /// the command line that boots them with the image as the virtio root disk.
 fn debian_direct_boot(dir: &Path) -> (PathBuf, DirectKernel) {
