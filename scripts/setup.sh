@@ -34,7 +34,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   e2fsprogs util-linux fdisk debootstrap busybox-static cpio zstd lz4 xz-utils gzip \
   openssh-server openssh-client docker-registry curl ca-certificates python3 \
-  build-essential pkg-config
+  build-essential pkg-config openssl time
 # qemu-system-x86 and GRUB from backports, matching the installed qemu-utils.
 apt-get install -y -qq --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-utils grub-pc-bin grub-common seabios ipxe-qemu

@@ -6,6 +6,7 @@
 
 pub mod boot_test;
 pub mod check;
+pub mod cli;
 pub mod disk;
 pub mod guest;
 pub mod plugin;

@@ -2,6 +2,7 @@
 //! manifests, grants, and the host side of each WIT world.
 
 mod bindings;
+pub mod catalog;
 pub mod fixer_host;
 pub mod grants;
 pub mod manifest;
