@@ -535,6 +535,40 @@ fn gettys_on_xen_consoles_are_errors() {
 }
 
 #[test]
+fn vendor_getty_links_count_once_on_a_merged_usr() {
+    let guest = Guest::good();
+    guest.remove("etc/systemd/system/getty.target.wants/getty@tty1.service");
+    guest.link(
+        "../getty@.service",
+        "usr/lib/systemd/system/getty.target.wants/getty@tty1.service",
+    );
+    let report = guest.check(Target::Kvm);
+    let message = &the(&report, "console.getty", Severity::Ok).message;
+    assert_eq!(
+        message.matches("getty.target.wants").count(),
+        1,
+        "{message}"
+    );
+}
+
+#[test]
+fn masked_gettys_do_not_count() {
+    let guest = Guest::good();
+    guest.link("/dev/null", "etc/systemd/system/getty@tty1.service");
+    guest.link(
+        "/lib/systemd/system/serial-getty@.service",
+        "etc/systemd/system/getty.target.wants/serial-getty@hvc0.service",
+    );
+    guest.link("/dev/null", "etc/systemd/system/serial-getty@.service");
+    let report = guest.check(Target::Kvm);
+    assert_eq!(report.with_id("console.xen-getty").count(), 0, "{report}");
+    // Left: the serial getty systemd starts on console=ttyS0.
+    let message = &the(&report, "console.getty", Severity::Ok).message;
+    assert!(!message.contains("tty1"), "{message}");
+    assert!(message.starts_with("login prompts on ttyS0"), "{message}");
+}
+
+#[test]
 fn no_getty_at_all_is_a_warning() {
     let guest = Guest::good();
     guest.remove("etc/systemd/system/getty.target.wants/getty@tty1.service");
@@ -745,6 +779,90 @@ fn a_centos5_cloud_guest_from_the_seed_yields_every_trouble() {
     assert_eq!(first["id"], "fstab.root");
     assert_eq!(first["severity"], "error");
     assert!(first["fix"].is_string());
+}
+
+/// A filesystem image mounted read-only (loop) for as long as the guard lives.
+struct ReadOnlyMount {
+    dir: tempfile::TempDir,
+}
+
+impl ReadOnlyMount {
+    fn new(image: &Path) -> ReadOnlyMount {
+        let dir = tempfile::tempdir().expect("mount point");
+        // `noload`: no journal replay, so the fixture is never written.
+        let status = Command::new("mount")
+            .args(["-o", "ro,loop,noload"])
+            .arg(image)
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount {} failed", image.display());
+        ReadOnlyMount { dir }
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        // A `-o loop` mount frees its loop device on umount.
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// The real Debian 12 cloud instance of tests/fixtures: initramfs-tools initrd,
+/// the cloud kernel (virtio but no AHCI or e1000), a getty on hvc0, fstab on xvda1
+/// and a metadata curl in rc.local.
+#[test]
+fn the_debian_cloud_fixture_fails_virtualbox_for_the_documented_reasons() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/build-debian.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("build-debian.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let image = PathBuf::from(stdout.lines().last().expect("the image path"));
+    let mount = ReadOnlyMount::new(&image);
+
+    let input = |target| CheckInput {
+        root: mount.dir.path().to_owned(),
+        fs_uuid: UUID.to_owned(),
+        fs_label: None,
+        device: "/dev/sda1".to_owned(),
+        target,
+        boot_entries: vec![BootEntry {
+            title: "Debian cloud kernel".to_owned(),
+            kernel: "/vmlinuz".to_owned(),
+            initrd: Some("/initrd.img".to_owned()),
+            cmdline: format!("root=UUID={UUID} ro console=tty0 console=ttyS0,115200"),
+        }],
+    };
+    let vbox = run(&input(Target::Virtualbox)).expect("check runs");
+    for id in [
+        "fstab.root",
+        "drivers.disk",
+        "drivers.nic",
+        "console.xen-getty",
+        "rclocal.metadata",
+    ] {
+        the(&vbox, id, Severity::Error);
+    }
+    the(&vbox, "boot.entry", Severity::Ok);
+    the(&vbox, "drivers.rootfs", Severity::Ok);
+    // getty@tty1 is masked there; systemd still serves the console= serial port.
+    let getty = &the(&vbox, "console.getty", Severity::Ok).message;
+    assert!(
+        getty.starts_with("login prompts on ttyS0") && !getty.contains("tty1"),
+        "{getty}"
+    );
+
+    let kvm = run(&input(Target::Kvm)).expect("check runs");
+    for id in ["drivers.disk", "drivers.rootfs", "drivers.nic"] {
+        the(&kvm, id, Severity::Ok);
+    }
 }
 
 #[test]

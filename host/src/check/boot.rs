@@ -202,7 +202,6 @@ fn installed_kernels(guest: &GuestRoot) -> String {
         .list_dir("/boot")
         .unwrap_or_default()
         .into_iter()
-        .map(|(name, _)| name)
         .filter(|name| name.starts_with("vmlinuz") || name.starts_with("vmlinux"))
         .map(|name| format!("/boot/{name}"))
         .collect();

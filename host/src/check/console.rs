@@ -5,7 +5,9 @@
 //! systemd's generator for the kernel's `console=`.
 
 use super::findings::{Finding, Report};
-use super::resolve::GuestRoot;
+use std::collections::HashSet;
+
+use super::resolve::{GuestRoot, ResolveError};
 use super::Context;
 
 const INITTAB: &str = "/etc/inittab";
@@ -35,7 +37,7 @@ struct Getty {
 
 pub(super) fn check(cx: &Context, report: &mut Report) {
     let mut gettys = Vec::new();
-    let mut collect = |result: Result<(), super::resolve::ResolveError>| {
+    let mut collect = |result: Result<(), ResolveError>| {
         if let Err(e) = result {
             report.push(Finding::error(
                 "console.unreadable",
@@ -100,10 +102,7 @@ pub(super) fn check(cx: &Context, report: &mut Report) {
 }
 
 /// `id:runlevels:action:process` lines whose process is a getty.
-fn from_inittab(
-    guest: &GuestRoot,
-    gettys: &mut Vec<Getty>,
-) -> Result<(), super::resolve::ResolveError> {
+fn from_inittab(guest: &GuestRoot, gettys: &mut Vec<Getty>) -> Result<(), ResolveError> {
     let Some(text) = guest.read_text(INITTAB)? else {
         return Ok(());
     };
@@ -128,20 +127,26 @@ fn from_inittab(
 }
 
 /// `getty@X`, `serial-getty@X`, `autovt@X` and `console-getty` links in the
-/// `.wants` directories of /etc/systemd/system, and the vendor getty.target.wants.
-fn from_systemd(
-    guest: &GuestRoot,
-    gettys: &mut Vec<Getty>,
-) -> Result<(), super::resolve::ResolveError> {
+/// `.wants` directories of /etc/systemd/system, and the vendor getty.target.wants,
+/// unless masked.
+fn from_systemd(guest: &GuestRoot, gettys: &mut Vec<Getty>) -> Result<(), ResolveError> {
     let mut wants_dirs: Vec<String> = guest
         .list_dir(SYSTEMD_ETC)?
         .into_iter()
-        .filter(|(name, _)| name.ends_with(".wants"))
-        .map(|(name, _)| format!("{SYSTEMD_ETC}/{name}"))
+        .filter(|name| name.ends_with(".wants"))
+        .map(|name| format!("{SYSTEMD_ETC}/{name}"))
         .collect();
     wants_dirs.extend(SYSTEMD_VENDOR_WANTS.iter().map(|d| d.to_string()));
+    // With a merged /usr, /lib/systemd and /usr/lib/systemd are one directory.
+    let mut seen = HashSet::new();
     for dir in wants_dirs {
-        for (unit, _) in guest.list_dir(&dir)? {
+        if !guest.resolve(&dir)?.is_some_and(|host| seen.insert(host)) {
+            continue;
+        }
+        for unit in guest.list_dir(&dir)? {
+            if is_masked(guest, &unit)? {
+                continue;
+            }
             if let Some(tty) = unit_tty(&unit) {
                 gettys.push(Getty {
                     tty,
@@ -153,12 +158,25 @@ fn from_systemd(
     Ok(())
 }
 
+/// A unit (or its template) masked in /etc/systemd/system, i.e. linked to
+/// /dev/null, never starts, whatever wants it.
+fn is_masked(guest: &GuestRoot, unit: &str) -> Result<bool, ResolveError> {
+    // getty@tty1.service → getty@.service
+    let template = unit
+        .split_once('@')
+        .and_then(|(name, rest)| Some(format!("{name}@.{}", rest.rsplit_once('.')?.1)));
+    for name in std::iter::once(unit.to_owned()).chain(template) {
+        let target = guest.link_target(&format!("{SYSTEMD_ETC}/{name}"))?;
+        if target.is_some_and(|t| t.as_os_str() == "/dev/null") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Upstart jobs (`/etc/init/*.conf`, e.g. Ubuntu EC2's hvc0.conf) that exec a getty.
-fn from_upstart(
-    guest: &GuestRoot,
-    gettys: &mut Vec<Getty>,
-) -> Result<(), super::resolve::ResolveError> {
-    for (name, _) in guest.list_dir(UPSTART_JOBS)? {
+fn from_upstart(guest: &GuestRoot, gettys: &mut Vec<Getty>) -> Result<(), ResolveError> {
+    for name in guest.list_dir(UPSTART_JOBS)? {
         if !name.ends_with(".conf") {
             continue;
         }
@@ -182,7 +200,8 @@ fn from_upstart(
 }
 
 /// The kernel's `console=`: a Xen console there sends boot messages nowhere; on
-/// systemd guests the last one also gets a getty from systemd's generator.
+/// systemd guests each one that is not a virtual terminal also gets a getty from
+/// systemd's generator.
 fn check_kernel_consoles(cx: &Context, gettys: &mut Vec<Getty>, report: &mut Report) {
     let systemd = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"]
         .iter()
@@ -205,11 +224,17 @@ fn check_kernel_consoles(cx: &Context, gettys: &mut Vec<Getty>, report: &mut Rep
                 "use console=tty0 console=ttyS0,115200 instead",
             ));
         }
-        if let Some(last) = consoles.last().filter(|_| systemd) {
-            gettys.push(Getty {
-                tty: last.to_string(),
-                source: Source::KernelConsole,
-            });
+        if systemd {
+            // Virtual terminals get their gettys elsewhere (getty@tty1).
+            gettys.extend(
+                consoles
+                    .iter()
+                    .filter(|c| !is_virtual_terminal(c))
+                    .map(|c| Getty {
+                        tty: c.to_string(),
+                        source: Source::KernelConsole,
+                    }),
+            );
         }
     }
 }
@@ -245,11 +270,17 @@ fn is_xen_console(tty: &str) -> bool {
 
 /// Virtual terminals (`tty1`), serial ports (`ttyS0`) and `/dev/console`.
 fn is_local_console(tty: &str) -> bool {
-    let numbered = |prefix: &str| {
-        tty.strip_prefix(prefix)
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    tty == "console" || numbered("tty") || numbered("ttyS")
+    tty == "console" || is_virtual_terminal(tty) || numbered(tty, "ttyS")
+}
+
+fn is_virtual_terminal(tty: &str) -> bool {
+    numbered(tty, "tty")
+}
+
+/// `prefix` followed by a number.
+fn numbered(tty: &str, prefix: &str) -> bool {
+    tty.strip_prefix(prefix)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

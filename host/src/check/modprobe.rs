@@ -43,7 +43,7 @@ pub(super) fn check(cx: &Context, report: &mut Report) {
 /// read them all, not only `*.conf`), as (guest path, text).
 fn files(cx: &Context) -> Result<Vec<(String, String)>, ResolveError> {
     let mut paths = vec![MODPROBE_CONF.to_owned()];
-    for (name, _) in cx.guest.list_dir(MODPROBE_D)? {
+    for name in cx.guest.list_dir(MODPROBE_D)? {
         let path = format!("{MODPROBE_D}/{name}");
         // Resolved inside the guest, so is_file follows no host link.
         if cx.guest.resolve(&path)?.is_some_and(|host| host.is_file()) {

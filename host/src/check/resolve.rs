@@ -97,9 +97,9 @@ impl GuestRoot {
         }
     }
 
-    /// The entries of a guest directory, sorted by name: (name, host path of the
-    /// entry itself, not followed). Empty when the directory does not exist.
-    pub fn list_dir(&self, guest_path: &str) -> Result<Vec<(String, PathBuf)>, ResolveError> {
+    /// The entry names of a guest directory, sorted. Empty when the directory
+    /// does not exist.
+    pub fn list_dir(&self, guest_path: &str) -> Result<Vec<String>, ResolveError> {
         let io_err = |source| ResolveError::Io {
             path: guest_path.to_owned(),
             source,
@@ -112,16 +112,39 @@ impl GuestRoot {
             Err(e) if is_absent(&e) => return Ok(Vec::new()),
             Err(e) => return Err(io_err(e)),
         };
-        let mut entries = Vec::new();
+        let mut names = Vec::new();
         for entry in dir {
-            let entry = entry.map_err(io_err)?;
-            entries.push((
-                entry.file_name().to_string_lossy().into_owned(),
-                entry.path(),
-            ));
+            names.push(
+                entry
+                    .map_err(io_err)?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
-        entries.sort();
-        Ok(entries)
+        names.sort();
+        Ok(names)
+    }
+
+    /// The target of the symlink at `guest_path` itself (only its directory is
+    /// resolved), or `None` when there is no symlink there.
+    pub fn link_target(&self, guest_path: &str) -> Result<Option<PathBuf>, ResolveError> {
+        let path = Path::new(guest_path);
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Ok(None);
+        };
+        let Some(dir) = self.resolve(&parent.to_string_lossy())? else {
+            return Ok(None);
+        };
+        match fs::read_link(dir.join(name)) {
+            Ok(target) => Ok(Some(target)),
+            // InvalidInput: it exists but is not a symlink.
+            Err(e) if is_absent(&e) || e.kind() == io::ErrorKind::InvalidInput => Ok(None),
+            Err(source) => Err(ResolveError::Io {
+                path: guest_path.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// True when the guest path exists (after resolving links).
@@ -192,6 +215,17 @@ mod tests {
         );
         assert_eq!(guest.resolve("/boot/missing").unwrap(), None);
         assert_eq!(guest.resolve("/boot/vmlinuz-6.1/x").unwrap(), None);
+    }
+
+    #[test]
+    fn link_targets_are_read_not_followed() {
+        let (_dir, guest) = tree();
+        let target = guest.link_target("/boot/../vmlinuz").unwrap();
+        assert_eq!(target, Some(PathBuf::from("/boot/vmlinuz-6.1")));
+        // As in Linux, `..` after a link is taken from the link's target: /usr.
+        assert_eq!(guest.link_target("/lib/../vmlinuz").unwrap(), None);
+        assert_eq!(guest.link_target("/boot/vmlinuz-6.1").unwrap(), None);
+        assert_eq!(guest.link_target("/boot/missing").unwrap(), None);
     }
 
     #[test]
