@@ -74,18 +74,19 @@ pub(super) fn check(cx: &Context, report: &mut Report) {
         ));
     }
 
-    let local: Vec<String> = gettys
-        .iter()
-        .filter(|g| is_local_console(&g.tty))
-        .map(|g| match &g.source {
-            Source::Line(file, line) => format!("{} ({file}:{line})", g.tty),
-            Source::Link(link) => format!("{} ({link})", g.tty),
-            Source::KernelConsole => format!(
-                "{} (systemd, from console= on the kernel command line)",
-                g.tty
-            ),
-        })
-        .collect();
+    // "tty1, tty2 (/etc/inittab), ttyS0 (...)": ttys grouped by where they come from.
+    let mut local: Vec<(String, Vec<&str>)> = Vec::new();
+    for getty in gettys.iter().filter(|g| is_local_console(&g.tty)) {
+        let origin = match &getty.source {
+            Source::Line(file, _) => file.clone(),
+            Source::Link(link) => link.clone(),
+            Source::KernelConsole => "systemd, from console= on the kernel command line".to_owned(),
+        };
+        match local.iter_mut().find(|(o, _)| *o == origin) {
+            Some((_, ttys)) => ttys.push(&getty.tty),
+            None => local.push((origin, vec![&getty.tty])),
+        }
+    }
     if local.is_empty() {
         report.push(Finding::warning(
             "console.getty",
@@ -96,7 +97,14 @@ pub(super) fn check(cx: &Context, report: &mut Report) {
     } else {
         report.push(Finding::ok(
             "console.getty",
-            format!("login prompts on {}", local.join(", ")),
+            format!(
+                "login prompts on {}",
+                local
+                    .iter()
+                    .map(|(origin, ttys)| format!("{} ({origin})", ttys.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     }
 }
