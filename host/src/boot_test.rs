@@ -236,7 +236,11 @@ pub enum Failure {
     NoBootableDevice,
     #[error("no login prompt: the guest kernel panicked (\"Kernel panic - not syncing\")")]
     KernelPanic,
-    #[error("no login prompt: none appeared within {} s", .after.as_secs())]
+    #[error(
+        "no login prompt: none appeared on the serial console within {} s (the guest needs a \
+         getty on ttyS0, e.g. from console=ttyS0 on its kernel command line)",
+        .after.as_secs()
+    )]
     NoLoginPrompt { after: Duration },
     #[error("timed out after {} s waiting for {waiting}", .after.as_secs())]
     TimedOut { waiting: Waiting, after: Duration },
@@ -419,7 +423,7 @@ fn session(
         Panic,
     }
     let boot = console.wait_for(
-        started + opts.timeout,
+        opts.timeout,
         &Waiting::LoginPrompt,
         &[
             ("login: ", Boot::Login),
@@ -445,7 +449,7 @@ fn session(
 
     console.send(&format!("{}\n", opts.user), &Waiting::PasswordPrompt)?;
     console.wait_for(
-        Instant::now() + opts.timeout,
+        opts.timeout,
         &Waiting::PasswordPrompt,
         &[("Password: ", ())],
     )?;
@@ -466,10 +470,8 @@ fn session(
             ),
             &waiting,
         )?;
-        let (output, status) =
-            console.wait_until_or_fail(Instant::now() + opts.timeout, &waiting, |text| {
-                command_result(text, index)
-            })?;
+        let (output, status) = console
+            .wait_until_or_fail(opts.timeout, &waiting, |text| command_result(text, index))?;
         report.commands.push(CommandOutput {
             command: command.clone(),
             output,
@@ -768,19 +770,19 @@ impl Console {
         }
     }
 
-    /// Like `wait_until`, with timeout and exit turned into failures.
+    /// Like `wait_until` for `timeout` from now, with timeout and exit turned into
+    /// failures.
     fn wait_until_or_fail<T>(
         &mut self,
-        deadline: Instant,
+        timeout: Duration,
         waiting: &Waiting,
         found: impl FnMut(&[u8]) -> Option<(T, usize)>,
     ) -> Result<T, Failure> {
-        let started = Instant::now();
-        match self.wait_until(deadline, found)? {
+        match self.wait_until(Instant::now() + timeout, found)? {
             Seen::Found(value) => Ok(value),
             Seen::TimedOut => Err(Failure::TimedOut {
                 waiting: waiting.clone(),
-                after: deadline.saturating_duration_since(started),
+                after: timeout,
             }),
             Seen::Exited => Err(Failure::QemuExited {
                 waiting: waiting.clone(),
@@ -792,11 +794,11 @@ impl Console {
     /// Waits for the first of several strings and returns the value paired with it.
     fn wait_for<T: Copy>(
         &mut self,
-        deadline: Instant,
+        timeout: Duration,
         waiting: &Waiting,
         patterns: &[(&str, T)],
     ) -> Result<T, Failure> {
-        self.wait_until_or_fail(deadline, waiting, |text| {
+        self.wait_until_or_fail(timeout, waiting, |text| {
             patterns
                 .iter()
                 .filter_map(|(needle, value)| {

@@ -288,6 +288,38 @@ fn kernel_panic_fails_early_with_the_panic_in_the_report() {
     );
 }
 
+#[test]
+fn timeout_names_what_it_waited_for_and_quotes_the_console() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (image, mut direct) = debian_direct_boot(dir.path());
+    // A guest that boots but never offers a login: its init only reads the console.
+    direct.append.push_str(" init=/bin/cat");
+    let mut opts = BootTestOptions::new(&image, DiskFormat::Raw, FIXTURE_PASSWORD);
+    opts.target = Target::Kvm;
+    opts.accel = Accel::Tcg;
+    opts.timeout = Duration::from_secs(20);
+    opts.direct_kernel = Some(direct);
+    opts.console_log = dir.path().join("console.log");
+
+    let err = boot_test::run(&opts).expect_err("init=/bin/cat never offers a login");
+    let message = err.to_string();
+    assert!(message.contains("no login prompt"), "{message}");
+    assert!(message.contains("within 20 s"), "{message}");
+    match err {
+        BootTestError::Failed {
+            failure: Failure::NoLoginPrompt { .. },
+            tail,
+            report,
+            ..
+        } => {
+            assert!(!report.reached_login);
+            assert!(tail.lines().count() > 10, "{tail}");
+            assert!(message.contains(&tail), "the message quotes the tail");
+        }
+        other => panic!("expected NoLoginPrompt, got {other:?}"),
+    }
+}
+
 /// The Debian cloud fixture plus its own kernel and initrd (read out with debugfs), and
 /// the command line that boots them with the image as the virtio root disk.
 fn debian_direct_boot(dir: &Path) -> (PathBuf, DirectKernel) {
