@@ -3,6 +3,7 @@
 //! never found; the kernel must be able to load the NIC driver.
 
 use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 
 use super::findings::{Finding, Report};
 use super::initrd::{self, Format, InitrdError};
@@ -129,38 +130,47 @@ pub(super) fn check(cx: &Context, root_fs_type: Option<&str>, report: &mut Repor
         if is_xen_only(&release) || !seen.insert((release.clone(), initrd.clone())) {
             continue;
         }
-        let modules = match Modules::load(&cx.guest, &release) {
-            Ok(modules) => modules,
-            Err(e) => {
-                report.push(Finding::error(
-                    "drivers.modules",
-                    format!("cannot read the modules of kernel {release}: {e}"),
-                    format!("check /lib/modules/{release} in the guest"),
-                ));
-                continue;
-            }
-        };
-        let initrd_path = initrd.as_ref().map(|(path, _)| *path);
-        let in_initrd = match &initrd {
-            Some((path, host)) => match read_initrd(cx, path, host, &release, report) {
-                Some(names) => names,
-                None => {
-                    check_nic(cx, &release, &modules, report);
-                    continue;
-                }
-            },
-            None => BTreeSet::new(),
-        };
-        let early = EarlyDrivers {
-            in_initrd,
-            modules: &modules,
-        };
-        check_disk(cx, initrd_path, &release, &early, report);
-        check_root_fs(cx, initrd_path, &release, root_fs_type, &early, report);
-        if cx.input.target == Target::Virtualbox {
-            note_ide(initrd_path, &release, &early, report);
+        check_kernel(cx, &release, initrd, root_fs_type, report);
+    }
+}
+
+/// The drivers of one kernel release booted with `initrd` (guest path, host path).
+fn check_kernel(
+    cx: &Context,
+    release: &str,
+    initrd: Option<(&str, PathBuf)>,
+    root_fs_type: Option<&str>,
+    report: &mut Report,
+) {
+    let modules = match Modules::load(&cx.guest, release) {
+        Ok(modules) => modules,
+        Err(e) => {
+            report.push(Finding::error(
+                "drivers.modules",
+                format!("cannot read the modules of kernel {release}: {e}"),
+                format!("check /lib/modules/{release} in the guest"),
+            ));
+            return;
         }
-        check_nic(cx, &release, &modules, report);
+    };
+    // The NIC need not be in the initrd: it is loaded from the root later.
+    check_nic(cx, release, &modules, report);
+    let initrd_path = initrd.as_ref().map(|(path, _)| *path);
+    let in_initrd = match &initrd {
+        Some((path, host)) => match read_initrd(cx, path, host, release, report) {
+            Some(names) => names,
+            None => return,
+        },
+        None => BTreeSet::new(),
+    };
+    let early = EarlyDrivers {
+        in_initrd,
+        modules: &modules,
+    };
+    check_disk(cx, initrd_path, release, &early, report);
+    check_root_fs(cx, initrd_path, release, root_fs_type, &early, report);
+    if cx.input.target == Target::Virtualbox {
+        note_ide(initrd_path, release, &early, report);
     }
 }
 
@@ -169,7 +179,7 @@ pub(super) fn check(cx: &Context, root_fs_type: Option<&str>, report: &mut Repor
 fn read_initrd(
     cx: &Context,
     path: &str,
-    host: &std::path::Path,
+    host: &Path,
     release: &str,
     report: &mut Report,
 ) -> Option<BTreeSet<String>> {
