@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Native disk-format writers vs qemu-img convert, side by side: wall time, output size,
+# peak RSS, on a 4 GiB-apparent and a 64 GiB-apparent ext4 disk holding the same
+# ~1.3 GiB of /usr (binaries, libraries, docs: partly compressible, like a root fs).
+#
+# usage: bench/formats.sh            (as root; needs qemu-utils, e2fsprogs, time)
+#   BENCH_DIR=/var/tmp/rehost-bench  where the disks are built (once) and outputs go
+#   THREADS=0                        compression threads for ours (0 = all cores)
+# The disks are kept for later runs; outputs are deleted after each measurement.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bench_dir=${BENCH_DIR:-/var/tmp/rehost-bench}
+threads=${THREADS:-0}
+mkdir -p "$bench_dir"
+
+for tool in qemu-img mke2fs /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "formats.sh: $tool is missing (run scripts/setup.sh)" >&2; exit 1; }
+done
+
+# 1. The test disks: an ext4 filesystem filled from /usr, at two apparent sizes.
+build_disk() { # NAME SIZE
+  local disk=$bench_dir/$1.raw
+  [ -s "$disk" ] && return
+  if [ ! -d "$bench_dir/tree" ]; then
+    echo "== copying part of /usr into $bench_dir/tree"
+    rm -rf "$bench_dir/tree.tmp"
+    mkdir -p "$bench_dir/tree.tmp"
+    (cd / && tar -cf - usr/bin usr/sbin usr/lib/x86_64-linux-gnu usr/share/doc usr/share/man usr/include) |
+      tar -C "$bench_dir/tree.tmp" -xf -
+    mv "$bench_dir/tree.tmp" "$bench_dir/tree"
+  fi
+  echo "== building $disk ($2 ext4)"
+  rm -f "$disk.tmp"
+  mke2fs -q -t ext4 -L bench -d "$bench_dir/tree" "$disk.tmp" "$2"
+  mv "$disk.tmp" "$disk"
+}
+build_disk disk4g 4G
+build_disk disk64g 64G
+rm -rf "$bench_dir/tree"
+
+# 2. The bench binary (release build of host/examples/write_format.rs).
+echo "== building the write_format example (release)"
+(cd "$repo" && cargo build -q --release -p rehost --example write_format)
+ours=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/write_format
+
+# 3. Measurements.
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+
+# run OUTPUT CMD... : prints "seconds rss_kib bytes" and removes the output.
+run() {
+  local out=$1
+  shift
+  rm -f "$out"
+  /usr/bin/time -f '%e %M' -o "$bench_dir/time.txt" "$@" >/dev/null
+  echo "$(cat "$bench_dir/time.txt") $(stat -c %s "$out")"
+  rm -f "$out"
+}
+
+row() { # DISK FORMAT QEMU_ARGS OUR_FORMAT
+  local disk=$bench_dir/$1.raw qs qrss qbytes os orss obytes
+  # shellcheck disable=SC2086
+  read -r qs qrss qbytes < <(run "$bench_dir/q.out" qemu-img convert -f raw $3 "$disk" "$bench_dir/q.out")
+  read -r os orss obytes < <(run "$bench_dir/o.out" "$ours" "$4" "$disk" "$bench_dir/o.out" "$threads")
+  printf '%-8s %-17s %8s %8s %7.2fx %10s %10s %6s %9s %9s\n' "$1" "$2" "$qs" "$os" \
+    "$(awk -v q="$qs" -v o="$os" 'BEGIN { print (o > 0 ? q / o : 0) }')" \
+    "$(mib "$qbytes")" "$(mib "$obytes")" \
+    "$(awk -v q="$qbytes" -v o="$obytes" 'BEGIN { printf "%.3f", o / q }')" \
+    "$(mib $((qrss * 1024)))" "$(mib $((orss * 1024)))"
+}
+
+echo "== $(nproc) cores; data in the disks: $(du -h "$bench_dir/disk4g.raw" | cut -f1) (4 GiB disk), $(du -h "$bench_dir/disk64g.raw" | cut -f1) (64 GiB disk)"
+# Warm the page cache with the source data (reads data extents only).
+for d in disk4g disk64g; do
+  "$ours" raw "$bench_dir/$d.raw" "$bench_dir/warm.out" >/dev/null && rm -f "$bench_dir/warm.out"
+done
+printf '%-8s %-17s %8s %8s %8s %10s %10s %6s %9s %9s\n' disk format "qemu s" "ours s" speedup \
+  "qemu MiB" "ours MiB" size "qemu RSS" "ours RSS"
+for disk in disk4g disk64g; do
+  row "$disk" raw "-O raw" raw
+  row "$disk" qcow2 "-O qcow2" qcow2
+  row "$disk" qcow2-compressed "-c -O qcow2" qcow2-compressed
+  row "$disk" vmdk-stream "-O vmdk -o subformat=streamOptimized" vmdk
+  row "$disk" vdi "-O vdi" vdi
+done
+echo "(size = ours / qemu output bytes; RSS = peak resident MiB; page cache warm, no fsync on either side)"

@@ -1,0 +1,118 @@
+//! Driving a conversion over the source batches: in order on the calling thread, or
+//! through worker threads (reader -> N workers -> in-order writer) for compression.
+//!
+//! Both check for cancellation between batches and report progress as batches are
+//! written.
+
+use std::thread;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::control::Control;
+use super::source::{Batch, Source};
+use super::FormatError;
+
+/// Hands every batch to `sink`, in disk order.
+pub(crate) fn sequential(
+    src: &Source,
+    ctl: &Control,
+    mut sink: impl FnMut(Batch) -> Result<(), FormatError>,
+) -> Result<(), FormatError> {
+    ctl.start(src.data_bytes());
+    for batch in src.batches() {
+        ctl.check()?;
+        let batch = batch?;
+        let read = batch.read;
+        sink(batch)?;
+        ctl.advance(read);
+    }
+    ctl.check()
+}
+
+/// What the in-order writer takes next: a batch being transformed, or a read error
+/// (reported in its place in the order).
+enum Next<T> {
+    Pending { read: u64, result: Receiver<T> },
+    Failed(FormatError),
+}
+
+/// Transforms every batch on `threads` worker threads and hands the results to `sink`
+/// in disk order, on the calling thread. `worker` makes each thread's transform (so it
+/// can own reusable state such as a compressor).
+///
+/// Memory stays bounded: the reader may run at most `2 × threads + 2` batches ahead of
+/// the writer, whatever the disk size.
+pub(crate) fn parallel<T, W, F>(
+    src: &Source,
+    threads: usize,
+    ctl: &Control,
+    worker: W,
+    mut sink: impl FnMut(T) -> Result<(), FormatError>,
+) -> Result<(), FormatError>
+where
+    T: Send,
+    W: Fn() -> F + Sync,
+    F: FnMut(Batch) -> T,
+{
+    ctl.start(src.data_bytes());
+    let threads = threads.max(1);
+    thread::scope(|scope| {
+        let (work_tx, work_rx) = bounded::<(Batch, Sender<T>)>(threads);
+        let (order_tx, order_rx) = bounded::<Next<T>>(2 * threads + 2);
+
+        // Reader. The writer's order queue is filled before the work queue, so a slow
+        // writer stops the reader. Each step ends quietly once the writer has gone.
+        scope.spawn(move || {
+            for batch in src.batches() {
+                if ctl.check().is_err() {
+                    break;
+                }
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = order_tx.send(Next::Failed(e));
+                        break;
+                    }
+                };
+                let (result_tx, result) = bounded(1);
+                let pending = Next::Pending {
+                    read: batch.read,
+                    result,
+                };
+                if order_tx.send(pending).is_err() || work_tx.send((batch, result_tx)).is_err() {
+                    break;
+                }
+            }
+        });
+
+        for _ in 0..threads {
+            let work_rx = work_rx.clone();
+            let worker = &worker;
+            scope.spawn(move || {
+                let mut transform = worker();
+                for (batch, result_tx) in work_rx {
+                    // The writer may have stopped (error or cancel): drop the result.
+                    let _ = result_tx.send(transform(batch));
+                }
+            });
+        }
+        drop(work_rx);
+
+        let written = (|| {
+            for next in order_rx.iter() {
+                ctl.check()?;
+                match next {
+                    Next::Pending { read, result } => {
+                        sink(result.recv().map_err(|_| FormatError::WorkerLost)?)?;
+                        ctl.advance(read);
+                    }
+                    Next::Failed(e) => return Err(e),
+                }
+            }
+            ctl.check()
+        })();
+        // Unblocks the reader, which then releases the workers.
+        drop(order_rx);
+        written
+    })
+}
