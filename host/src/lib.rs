@@ -9,4 +9,6 @@ pub mod check;
 pub mod cli;
 pub mod disk;
 pub mod guest;
+pub mod pipeline;
 pub mod plugin;
+pub mod target;

@@ -7,7 +7,11 @@ use std::sync::{Arc, OnceLock};
 
 use clap::{Parser, Subcommand};
 
+mod boot_test;
+mod check;
+mod convert;
 mod fix;
+mod inspect;
 mod plugin;
 
 #[derive(Parser)]
@@ -26,6 +30,14 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a cloud instance into a disk that boots on its own.
+    Convert(convert::Args),
+    /// Show what an image is (filesystem, OS, kernels, Xen-isms), read without mounting.
+    Inspect(inspect::Args),
+    /// Run the seed's troubleshooting checks on a converted disk.
+    Check(check::Args),
+    /// Boot a disk under qemu and wait for a login prompt.
+    BootTest(boot_test::Args),
     /// Run fixers against a guest root that is a plain directory (for fixer development).
     Fix(fix::Args),
     /// List, inspect and manage plugins.
@@ -52,6 +64,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {
+        Command::Convert(args) => convert::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Check(args) => check::run(args),
+        Command::BootTest(args) => boot_test::run(args),
         Command::Fix(args) => fix::run(args),
         Command::Plugin(cmd) => plugin::run(cmd),
     };
@@ -76,6 +92,13 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Mounts made from here on live in a private mount namespace and vanish with the
+/// process, however it ends. Must run before any thread is started.
+fn enter_namespace() -> anyhow::Result<()> {
+    crate::guest::namespace::enter_private_mount_namespace()?;
+    Ok(())
 }
 
 /// The runtime with the default cache and limits.

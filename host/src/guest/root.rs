@@ -218,6 +218,19 @@ impl GuestRoot {
         }
     }
 
+    /// Where `path` is once its parent directories are resolved, its last component
+    /// not followed: the object that remove, rename, lstat and readlink act on.
+    pub fn resolve_parent(&self, path: &GuestPath) -> io::Result<GuestPath> {
+        let Some((_, name)) = path.split() else {
+            return Ok(path.clone());
+        };
+        let (dir, _) = self.parent_dir(path)?;
+        let parent = self.guest_path_of(&dir)?;
+        let joined = format!("{}/{}", parent.as_str().trim_end_matches('/'), name);
+        GuestPath::parse(&joined)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+    }
+
     /// Whole file contents, following symlinks inside the guest.
     pub fn read(&self, path: &GuestPath) -> io::Result<Vec<u8>> {
         let fd = self.open_in_root(path.as_str(), OFlags::RDONLY, Mode::empty())?;

@@ -198,10 +198,25 @@ pub(crate) fn describe(e: &types::Error) -> String {
     }
 }
 
+/// Whether a path's last component is followed when checking where it leads.
+#[derive(Clone, Copy)]
+enum Follow {
+    /// Operations on the file a path leads to (read, write, chmod).
+    Last,
+    /// Operations on the directory entry itself (remove, rename, lstat, readlink).
+    ParentsOnly,
+}
+
 impl State {
     /// Validates a guest path and checks it, and where it really leads, against
     /// the grants.
-    fn checked(&self, op: &str, path: &str, access: Access) -> Result<GuestPath, types::Error> {
+    fn checked(
+        &self,
+        op: &str,
+        path: &str,
+        access: Access,
+        follow: Follow,
+    ) -> Result<GuestPath, types::Error> {
         let parsed = GuestPath::parse(path)
             .map_err(|e| types::Error::Invalid(format!("plugin {}: {op}: {e}", self.plugin)))?;
         let deny = |d: super::grants::Denied| types::Error::Denied(d.0);
@@ -209,7 +224,11 @@ impl State {
             .check_path(&self.plugin, op, parsed.as_str(), access)
             .map_err(deny)?;
         // Where the path really leads once the guest's own symlinks are followed.
-        match self.root.resolve(&parsed) {
+        let real = match follow {
+            Follow::Last => self.root.resolve(&parsed),
+            Follow::ParentsOnly => self.root.resolve_parent(&parsed),
+        };
+        match real {
             Ok(real) if real != parsed => {
                 self.grants
                     .check_path(&self.plugin, op, real.as_str(), access)
@@ -238,9 +257,10 @@ impl State {
         op: &str,
         path: &str,
         access: Access,
+        follow: Follow,
         f: impl FnOnce(&GuestRoot, &GuestPath) -> io::Result<T>,
     ) -> Result<T, types::Error> {
-        let p = self.checked(op, path, access)?;
+        let p = self.checked(op, path, access, follow)?;
         tracing::debug!(plugin = %self.plugin, op, path = %p, "guest-fs");
         f(&self.root, &p).map_err(|e| self.io(op, path, e))
     }
@@ -270,7 +290,7 @@ impl guest_fs::Host for State {}
 
 impl guest_fs::HostRoot for State {
     fn read(&mut self, _: Resource<RootHandle>, path: String) -> Result<Vec<u8>, types::Error> {
-        self.op("read", &path, Access::Read, |r, p| r.read(p))
+        self.op("read", &path, Access::Read, Follow::Last, |r, p| r.read(p))
     }
 
     fn write(
@@ -285,7 +305,7 @@ impl guest_fs::HostRoot for State {
             uid: options.uid,
             gid: options.gid,
         };
-        self.op("write", &path, Access::Write, |r, p| {
+        self.op("write", &path, Access::Write, Follow::Last, |r, p| {
             r.write(p, &data, opts)
         })
     }
@@ -295,7 +315,9 @@ impl guest_fs::HostRoot for State {
         _: Resource<RootHandle>,
         path: String,
     ) -> Result<guest_fs::FileStat, types::Error> {
-        let md = self.op("stat", &path, Access::Read, |r, p| r.lstat(p))?;
+        let md = self.op("stat", &path, Access::Read, Follow::ParentsOnly, |r, p| {
+            r.lstat(p)
+        })?;
         Ok(guest_fs::FileStat {
             kind: match md.kind {
                 FileKind::File => guest_fs::FileKind::File,
@@ -312,7 +334,13 @@ impl guest_fs::HostRoot for State {
     }
 
     fn exists(&mut self, _: Resource<RootHandle>, path: String) -> Result<bool, types::Error> {
-        self.op("exists", &path, Access::Read, |r, p| r.exists(p))
+        self.op(
+            "exists",
+            &path,
+            Access::Read,
+            Follow::ParentsOnly,
+            |r, p| r.exists(p),
+        )
     }
 
     fn list_dir(
@@ -323,7 +351,7 @@ impl guest_fs::HostRoot for State {
         // Listing reveals the names inside a directory, so it needs a read grant
         // that covers its entries ("/etc/*" lists /etc), not the directory itself.
         let entry = format!("{}/entry", path.trim_end_matches('/'));
-        self.checked("list-dir", &entry, Access::Read)?;
+        self.checked("list-dir", &entry, Access::Read, Follow::Last)?;
         let p = GuestPath::parse(&path).map_err(|e| types::Error::Invalid(e.to_string()))?;
         self.root
             .list_dir(&p)
@@ -336,12 +364,20 @@ impl guest_fs::HostRoot for State {
         path: String,
         mode: u32,
     ) -> Result<(), types::Error> {
-        self.op("mkdir-p", &path, Access::Write, |r, p| r.mkdir_p(p, mode))
+        self.op("mkdir-p", &path, Access::Write, Follow::Last, |r, p| {
+            r.mkdir_p(p, mode)
+        })
     }
 
     fn remove(&mut self, _: Resource<RootHandle>, path: String) -> Result<(), types::Error> {
         // The link itself is removed, so only the requested path is checked.
-        self.op("remove", &path, Access::Write, |r, p| r.remove(p))
+        self.op(
+            "remove",
+            &path,
+            Access::Write,
+            Follow::ParentsOnly,
+            |r, p| r.remove(p),
+        )
     }
 
     fn rename(
@@ -350,10 +386,14 @@ impl guest_fs::HostRoot for State {
         old_path: String,
         new_path: String,
     ) -> Result<(), types::Error> {
-        let to = self.checked("rename", &new_path, Access::Write)?;
-        self.op("rename", &old_path, Access::Write, |r, from| {
-            r.rename(from, &to)
-        })
+        let to = self.checked("rename", &new_path, Access::Write, Follow::ParentsOnly)?;
+        self.op(
+            "rename",
+            &old_path,
+            Access::Write,
+            Follow::ParentsOnly,
+            |r, from| r.rename(from, &to),
+        )
     }
 
     fn symlink(
@@ -362,13 +402,23 @@ impl guest_fs::HostRoot for State {
         target: String,
         link: String,
     ) -> Result<(), types::Error> {
-        self.op("symlink", &link, Access::Write, |r, p| {
-            r.symlink(&target, p)
-        })
+        self.op(
+            "symlink",
+            &link,
+            Access::Write,
+            Follow::ParentsOnly,
+            |r, p| r.symlink(&target, p),
+        )
     }
 
     fn readlink(&mut self, _: Resource<RootHandle>, path: String) -> Result<String, types::Error> {
-        self.op("readlink", &path, Access::Read, |r, p| r.readlink(p))
+        self.op(
+            "readlink",
+            &path,
+            Access::Read,
+            Follow::ParentsOnly,
+            |r, p| r.readlink(p),
+        )
     }
 
     fn chmod(
@@ -377,7 +427,9 @@ impl guest_fs::HostRoot for State {
         path: String,
         mode: u32,
     ) -> Result<(), types::Error> {
-        self.op("chmod", &path, Access::Write, |r, p| r.chmod(p, mode))
+        self.op("chmod", &path, Access::Write, Follow::Last, |r, p| {
+            r.chmod(p, mode)
+        })
     }
 
     fn chown(
@@ -387,7 +439,9 @@ impl guest_fs::HostRoot for State {
         uid: u32,
         gid: u32,
     ) -> Result<(), types::Error> {
-        self.op("chown", &path, Access::Write, |r, p| r.chown(p, uid, gid))
+        self.op("chown", &path, Access::Write, Follow::Last, |r, p| {
+            r.chown(p, uid, gid)
+        })
     }
 
     fn drop(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<()> {
@@ -425,6 +479,32 @@ impl guest_exec::Host for State {
         })?;
         Ok(guest_exec::ExecOutput {
             status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+}
+
+/// The real runner: each command in its own chroot and private namespaces, through
+/// `guest::exec` (network only when the fixer is granted it).
+pub struct ChrootCommands {
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CommandRunner for ChrootCommands {
+    fn run(&self, root: &GuestRoot, request: &CommandRequest) -> Result<CommandResult, String> {
+        let mut cmd = crate::guest::exec::GuestCommand::new(root.host_path(), &request.argv)
+            .timeout(request.timeout)
+            .network(request.network);
+        for (k, v) in &request.env {
+            cmd = cmd.env(k, v);
+        }
+        if let Some(stdin) = &request.stdin {
+            cmd = cmd.stdin(stdin.clone());
+        }
+        let out = cmd.run(Some(&self.cancel)).map_err(|e| e.to_string())?;
+        Ok(CommandResult {
+            status: out.status.code().unwrap_or(-1),
             stdout: out.stdout,
             stderr: out.stderr,
         })
