@@ -713,6 +713,25 @@ fn absolute_links_resolve_inside_the_guest_never_on_the_host() {
 }
 
 #[test]
+fn an_initrd_that_is_a_fifo_is_an_error_not_a_hang() {
+    let guest = Guest::good();
+    guest.mkdir("dev");
+    let status = Command::new("mkfifo")
+        .arg(guest.path("dev/initctl"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    guest.link("/dev/initctl", &format!("boot/initrd.img-{RELEASE}"));
+    let report = guest.check(Target::Kvm);
+    let finding = the(&report, "drivers.initrd", Severity::Error);
+    assert!(
+        finding.message.contains("not a regular file"),
+        "{}",
+        finding.message
+    );
+}
+
+#[test]
 fn a_centos5_cloud_guest_from_the_seed_yields_every_trouble() {
     let guest = Guest {
         dir: tempfile::tempdir().expect("guest dir"),

@@ -15,6 +15,7 @@ use lzma_rust2::{Action, LzmaStream, Status, StreamResult, XzStream};
 use serde::Serialize;
 
 use super::cpio::CpioLister;
+use super::resolve::ensure_regular_file;
 
 /// The legacy LZ4 frame the kernel's `unlz4` reads (`lz4 -l`): this magic, then
 /// blocks of a 4-byte little-endian compressed size and data, each block
@@ -115,6 +116,7 @@ pub fn read(path: &Path) -> Result<Initrd, InitrdError> {
         path: path.to_owned(),
         source,
     };
+    ensure_regular_file(path).map_err(io_err)?;
     let file = File::open(path).map_err(io_err)?;
     let mut input = BufReader::with_capacity(1 << 16, file);
     let mut lister = CpioLister::default();

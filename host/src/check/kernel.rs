@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::initrd::module_name;
-use super::resolve::{GuestRoot, ResolveError};
+use super::resolve::{ensure_regular_file, GuestRoot, ResolveError};
 
 /// A kernel driver: its module name and the Kconfig symbol that builds it in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub(super) fn release(host_path: &Path) -> Option<String> {
 /// x86 boot protocol: "HdrS" at 0x202, and at 0x20E a pointer (minus 0x200) to
 /// a NUL-terminated string that starts with the release.
 fn header_release(path: &Path) -> io::Result<Option<String>> {
+    ensure_regular_file(path)?;
     let mut file = File::open(path)?;
     let mut header = [0u8; 0x210];
     file.read_exact(&mut header)?;

@@ -87,6 +87,10 @@ impl GuestRoot {
         let Some(host) = self.resolve(guest_path)? else {
             return Ok(None);
         };
+        ensure_regular_file(&host).map_err(|source| ResolveError::Io {
+            path: guest_path.to_owned(),
+            source,
+        })?;
         match fs::read(&host) {
             Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if is_absent(&e) => Ok(None),
@@ -150,6 +154,19 @@ impl GuestRoot {
     /// True when the guest path exists (after resolving links).
     pub fn exists(&self, guest_path: &str) -> Result<bool, ResolveError> {
         Ok(self.resolve(guest_path)?.is_some())
+    }
+}
+
+/// Guests hold device nodes and FIFOs (static /dev on old images); opening or
+/// reading one could block or never end, so only regular files are read.
+pub fn ensure_regular_file(host_path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(host_path)?.is_file() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
     }
 }
 
@@ -226,6 +243,22 @@ mod tests {
         assert_eq!(guest.link_target("/lib/../vmlinuz").unwrap(), None);
         assert_eq!(guest.link_target("/boot/vmlinuz-6.1").unwrap(), None);
         assert_eq!(guest.link_target("/boot/missing").unwrap(), None);
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let (dir, guest) = tree();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("boot/fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .expect("mkfifo");
+        let err = guest.read_text("/boot/fifo").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(guest.read_text("/boot").is_err());
     }
 
     #[test]
