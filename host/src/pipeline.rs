@@ -77,9 +77,9 @@ pub struct FixerRun {
 
 /// Runs the whole conversion.
 pub fn convert(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Outcome> {
+    let work = WorkDir::beside(&req.output)?;
     let inspection = inspect(&req.input)?;
     let fixers = choose_fixers(req, runtime, &inspection)?;
-    let work = WorkDir::beside(&req.output)?;
 
     let layout = layout(req, &inspection, &work, cancel)?;
     check_cancel(cancel)?;

@@ -1,0 +1,224 @@
+//! `rehost convert` end to end, through the real binary: bad inputs are clear
+//! errors that leave nothing behind, and a converted cloud instance boots.
+//! Needs root (loop devices, mounts), e2fsprogs, grub-pc-bin and qemu (scripts/setup.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn rehost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache_dir())
+        .output()
+        .expect("run rehost")
+}
+
+/// One plugin cache for the whole test binary, so components compile once.
+fn cache_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join("rehost-test-plugin-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fixture(script: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new("bash")
+        .arg(root.join("tests/fixtures").join(script))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn sha256(path: &Path) -> String {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut hasher).unwrap();
+    hex::encode(hasher.finalize())
+}
+
+/// Loop devices backed by `path` (none may outlive a command).
+fn loops_on(path: &Path) -> String {
+    let out = Command::new("losetup").arg("-a").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&*path.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Asserts a conversion failed with `expected` in its error and left nothing.
+fn assert_refused(input: &Path, extra: &[&str], expected: &str) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("out.qcow2");
+    let mut args = vec![
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let result = rehost(&args);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{input:?} {extra:?} was accepted");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in:\n{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind in the output directory: {left:?}"
+    );
+    assert_eq!(loops_on(input), "", "loop device left on {input:?}");
+}
+
+fn copy_of(src: &Path, dir: &Path, name: &str) -> PathBuf {
+    let dst = dir.join(name);
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(src)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dst
+}
+
+#[test]
+fn bad_inputs_are_clear_errors_that_leave_nothing_behind() {
+    let centos = fixture("build-centos5.sh");
+    let dir = tempfile::tempdir().unwrap();
+
+    let junk = dir.path().join("junk.img");
+    std::fs::write(&junk, vec![0x5au8; 4 << 20]).unwrap();
+    assert_refused(&junk, &[], "junk.img");
+
+    let truncated = copy_of(&centos, dir.path(), "truncated.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&truncated)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    assert_refused(&truncated, &[], "truncated");
+
+    let corrupt = copy_of(&centos, dir.path(), "corrupt.img");
+    // The superblock's magic (0xEF53 at byte 1024 + 56), zeroed.
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::File::options().write(true).open(&corrupt).unwrap(),
+        &[0, 0],
+        1080,
+    )
+    .unwrap();
+    assert_refused(&corrupt, &[], "corrupt.img");
+
+    // CentOS 5 has no stock fixer yet: refused with the list of known ones.
+    let before = sha256(&centos);
+    assert_refused(
+        &centos,
+        &[],
+        "no stock fixer applies to this guest (centos 5.11)",
+    );
+    assert_refused(
+        &centos,
+        &["--fixer", "xen-console", "--size", "100M"],
+        "target too small",
+    );
+    assert_eq!(sha256(&centos), before, "the source image changed");
+
+    // An output directory that cannot be written.
+    let result = rehost(&[
+        "convert",
+        centos.to_str().unwrap(),
+        "-o",
+        "/proc/rehost-test/out.qcow2",
+    ]);
+    assert!(String::from_utf8_lossy(&result.stderr).contains("is not writable"));
+
+    // A guest with no kernel in /boot.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("boot")).unwrap();
+    std::fs::write(
+        tree.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    let nokernel = dir.path().join("nokernel.img");
+    let status = Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&nokernel)
+        .arg("64M")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_refused(&nokernel, &[], "no kernel in /boot");
+}
+
+#[test]
+fn a_debian_cloud_instance_converts_and_boots_on_kvm_hardware() {
+    let debian = fixture("build-debian.sh");
+    let before = sha256(&debian);
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("debian.qcow2");
+    let result = rehost(&[
+        "convert",
+        debian.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--target",
+        "kvm",
+    ]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "convert failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(sha256(&debian), before, "the source image changed");
+    assert_eq!(loops_on(&debian), "");
+
+    let check = Command::new("qemu-img")
+        .args(["check", output.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    let boot = rehost(&[
+        "boot-test",
+        output.to_str().unwrap(),
+        "--target",
+        "kvm",
+        "--password",
+        "rehost",
+        "--run",
+        "findmnt -n -o SOURCE /",
+        "--run",
+        "cat /sys/class/net/eth0/operstate",
+    ]);
+    let stdout = String::from_utf8_lossy(&boot.stdout);
+    assert!(
+        boot.status.success(),
+        "boot test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&boot.stderr)
+    );
+    assert!(
+        stdout.contains("/dev/vda1"),
+        "root is not the new partition:\n{stdout}"
+    );
+    assert!(stdout.contains("\nup\n"), "eth0 is not up:\n{stdout}");
+}
