@@ -25,10 +25,12 @@ use crate::disk::formats::{self, Format};
 use crate::disk::{bootloader, mbr};
 use crate::guest::inspect::{self, Inspection};
 use crate::guest::mount::{self, GuestMount, MountOptions};
+use crate::guest::overlay::Overlay;
 use crate::guest::root::{GuestPath, GuestRoot, Kind as FileKind, WriteOptions};
 use crate::plugin::fixer_host::{
-    call_fixer, BootEntry, ChrootCommands, FixContext, KernelInfo, NewRoot, OsInfo,
+    call_fixer, BootEntry, ChrootCommands, DryRunCommands, FixContext, KernelInfo, NewRoot, OsInfo,
 };
+use crate::plugin::journal;
 use crate::plugin::{catalog, CommandRunner, FixerCall, Grants, Kind, LoadedPlugin, Runtime};
 use crate::target::Target;
 
@@ -73,6 +75,73 @@ pub struct FixerRun {
     pub changes: Vec<String>,
     pub warnings: Vec<String>,
     pub commands: Vec<Vec<String>>,
+    /// Unified diffs of every file it changed and every command, as `rehost plan` shows.
+    pub plan: String,
+}
+
+/// What `rehost plan` found: each fixer's changes, made on a throwaway view.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub inspection: Inspection,
+    pub fixers: Vec<FixerRun>,
+}
+
+/// Runs the fixers against a copy-on-write view of the input (overlayfs over a
+/// read-only mount) with commands recorded instead of run; nothing is written to
+/// the input or anywhere else that outlives the call.
+pub fn plan(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Plan> {
+    let inspection = inspect(&req.input)?;
+    let fixers = choose_fixers(req, runtime, &inspection)?;
+    let lower = mount::mount_image(
+        &req.input,
+        &MountOptions {
+            fstype: mount_fstype(&inspection),
+            offset: inspection.layout.offset,
+            length: Some(inspection.layout.length),
+            read_only: true,
+        },
+    )
+    .with_context(|| format!("mounting {} read-only", req.input.display()))?;
+    let overlay = Overlay::mount(lower.path())?;
+    let root = Arc::new(GuestRoot::open(overlay.path())?);
+    let new_root = new_root(req, &inspection);
+    let (runs, _) = fix(
+        req,
+        runtime,
+        &inspection,
+        &fixers,
+        &root,
+        &new_root,
+        Mode::DryRun,
+        cancel,
+    )?;
+    drop(root);
+    drop(overlay);
+    lower.unmount()?;
+    Ok(Plan {
+        inspection,
+        fixers: runs,
+    })
+}
+
+/// Whether fixers change the real guest or a throwaway view.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Real,
+    DryRun,
+}
+
+fn new_root(req: &Request, inspection: &Inspection) -> NewRoot {
+    NewRoot {
+        uuid: inspection.filesystem.uuid.clone().unwrap_or_default(),
+        label: inspection
+            .filesystem
+            .label
+            .clone()
+            .filter(|l| !l.is_empty()),
+        fs_type: inspection.filesystem.fstype.as_str().to_string(),
+        device: req.target.root_device().to_string(),
+    }
 }
 
 /// Runs the whole conversion.
@@ -95,17 +164,17 @@ pub fn convert(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Re
     .context("mounting the new root filesystem")?;
     let root = Arc::new(GuestRoot::open(mounted.path()).context("opening the mounted guest root")?);
 
-    let new_root = NewRoot {
-        uuid: inspection.filesystem.uuid.clone().unwrap_or_default(),
-        label: inspection
-            .filesystem
-            .label
-            .clone()
-            .filter(|l| !l.is_empty()),
-        fs_type: inspection.filesystem.fstype.as_str().to_string(),
-        device: req.target.root_device().to_string(),
-    };
-    let (runs, entries) = fix(req, runtime, &inspection, &fixers, &root, &new_root, cancel)?;
+    let new_root = new_root(req, &inspection);
+    let (runs, entries) = fix(
+        req,
+        runtime,
+        &inspection,
+        &fixers,
+        &root,
+        &new_root,
+        Mode::Real,
+        cancel,
+    )?;
     check_cancel(cancel)?;
     let grub_entries = write_grub_cfg(&root, &inspection, &entries, &new_root)?;
     let mut report = check_guest(req, &mounted, &new_root, &grub_entries)?;
@@ -351,11 +420,15 @@ fn fix(
     fixers: &[LoadedPlugin],
     root: &Arc<GuestRoot>,
     new_root: &NewRoot,
+    mode: Mode,
     cancel: &Arc<AtomicBool>,
 ) -> Result<(Vec<FixerRun>, Vec<BootEntry>)> {
-    let commands: Arc<dyn CommandRunner> = Arc::new(ChrootCommands {
-        cancel: cancel.clone(),
-    });
+    let commands: Arc<dyn CommandRunner> = match mode {
+        Mode::Real => Arc::new(ChrootCommands {
+            cancel: cancel.clone(),
+        }),
+        Mode::DryRun => Arc::new(DryRunCommands),
+    };
     let mut runs = Vec::new();
     let mut entries = Vec::new();
     for plugin in fixers {
@@ -376,7 +449,7 @@ fn fix(
                 .collect(),
             root: new_root.clone(),
             config: req.fixer_config.get(&m.name).cloned().unwrap_or_default(),
-            dry_run: false,
+            dry_run: mode == Mode::DryRun,
         };
         let call = FixerCall {
             root: root.clone(),
@@ -391,12 +464,14 @@ fn fix(
         if !outcome.report.boot_entries.is_empty() {
             entries = outcome.report.boot_entries.clone();
         }
+        let (commands, plan) = (outcome.commands(), journal::render(&outcome.journal));
         runs.push(FixerRun {
             name: m.name.clone(),
             version: m.version.to_string(),
             changes: outcome.report.changes,
             warnings: outcome.report.warnings,
-            commands: outcome.commands,
+            commands,
+            plan,
         });
     }
     Ok((runs, entries))

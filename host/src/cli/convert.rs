@@ -35,6 +35,9 @@ pub struct Args {
     /// Write the output even when the final check finds errors.
     #[arg(long)]
     allow_check_errors: bool,
+    /// Also write the plan of what the fixers did (diffs, commands) to this file.
+    #[arg(long)]
+    plan_out: Option<PathBuf>,
     /// Print what was done as JSON.
     #[arg(long)]
     json: bool,
@@ -43,14 +46,14 @@ pub struct Args {
 /// The pipeline file: the flags' keys, plus `[fixer.NAME]` tables.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PipelineFile {
+pub struct PipelineFile {
     input: Option<PathBuf>,
     output: Option<PathBuf>,
     format: Option<String>,
     target: Option<String>,
     size: Option<String>,
     #[serde(default)]
-    fixers: Vec<String>,
+    pub fixers: Vec<String>,
     #[serde(default)]
     fixer: BTreeMap<String, toml::Table>,
     #[serde(default)]
@@ -62,6 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => load(path)?,
         None => PipelineFile::default(),
     };
+    let fixer_config = file.fixer_tables()?;
     let input = args
         .input
         .or(file.input)
@@ -96,21 +100,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         format,
         target,
         size,
+        fixer_config,
         fixers: if args.fixers.is_empty() {
             file.fixers
         } else {
             args.fixers
         },
-        fixer_config: file
-            .fixer
-            .into_iter()
-            .map(|(k, v)| Ok((k, toml::to_string(&v)?)))
-            .collect::<anyhow::Result<_>>()?,
         allow_check_errors: args.allow_check_errors || file.allow_check_errors,
     };
     super::enter_namespace()?;
     let runtime = super::runtime()?;
     let outcome = pipeline::convert(&request, &runtime, &super::cancel_flag())?;
+    if let Some(path) = &args.plan_out {
+        std::fs::write(path, super::plan::render(&outcome.fixers))
+            .with_context(|| format!("writing the plan to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
@@ -130,7 +134,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load(path: &Path) -> anyhow::Result<PipelineFile> {
+impl PipelineFile {
+    /// `[fixer.NAME]` tables as TOML text, one per fixer.
+    pub fn fixer_tables(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        self.fixer
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), toml::to_string(v)?)))
+            .collect()
+    }
+}
+
+pub fn load(path: &Path) -> anyhow::Result<PipelineFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{}: invalid pipeline file", path.display()))

@@ -12,6 +12,7 @@ mod check;
 mod convert;
 mod fix;
 mod inspect;
+mod plan;
 mod plugin;
 
 #[derive(Parser)]
@@ -34,6 +35,8 @@ enum Command {
     Convert(convert::Args),
     /// Show what an image is (filesystem, OS, kernels, Xen-isms), read without mounting.
     Inspect(inspect::Args),
+    /// Show what the fixers would change (diffs, commands) without writing anything.
+    Plan(plan::Args),
     /// Run the seed's troubleshooting checks on a converted disk.
     Check(check::Args),
     /// Boot a disk under qemu and wait for a login prompt.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Check(args) => check::run(args),
         Command::BootTest(args) => boot_test::run(args),
         Command::Fix(args) => fix::run(args),

@@ -5,4 +5,5 @@ pub mod exec;
 pub mod inspect;
 pub mod mount;
 pub mod namespace;
+pub mod overlay;
 pub mod root;

@@ -13,6 +13,7 @@ use super::bindings::fixer::rehost::plugin::{fixer_types, guest_exec, guest_fs, 
 use super::bindings::fixer::Fixer;
 use super::bindings::RootHandle;
 use super::grants::{Access, Grants};
+use super::journal::Change;
 use super::runtime::{LoadedPlugin, Runtime};
 use super::{Kind, PluginError};
 use crate::guest::root::{GuestPath, GuestRoot, Kind as FileKind, WriteOptions};
@@ -66,11 +67,24 @@ pub struct FixerCall<'a> {
     pub command_timeout: Duration,
 }
 
-/// What a fixer call produced, plus every command it ran (for plans and logs).
+/// What a fixer call produced, plus the journal of everything it changed and ran.
 #[derive(Debug, Clone)]
 pub struct FixerOutcome {
     pub report: FixReport,
-    pub commands: Vec<Vec<String>>,
+    pub journal: Vec<Change>,
+}
+
+impl FixerOutcome {
+    /// The commands the fixer ran (or, in a dry run, would have run), in order.
+    pub fn commands(&self) -> Vec<Vec<String>> {
+        self.journal
+            .iter()
+            .filter_map(|c| match c {
+                Change::Run { argv } => Some(argv.clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Per-call store state.
@@ -80,7 +94,7 @@ struct State {
     root: Arc<GuestRoot>,
     commands: Arc<dyn CommandRunner>,
     command_timeout: Duration,
-    ran: Vec<Vec<String>>,
+    journal: Vec<Change>,
     table: ResourceTable,
     wasi: WasiCtx,
     limits: StoreLimits,
@@ -126,7 +140,7 @@ pub fn call_fixer(
         root: call.root,
         commands: call.commands.clone(),
         command_timeout: call.command_timeout,
-        ran: Vec::new(),
+        journal: Vec::new(),
         table: ResourceTable::new(),
         wasi,
         limits: limits.store_limits(),
@@ -143,12 +157,9 @@ pub fn call_fixer(
         .push(RootHandle)
         .map_err(|e| instantiate(e.into()))?;
     let result = fixer.call_fix(&mut store, root, &call.context);
-    let ran = std::mem::take(&mut store.data_mut().ran);
+    let journal = std::mem::take(&mut store.data_mut().journal);
     match result {
-        Ok(Ok(report)) => Ok(FixerOutcome {
-            report,
-            commands: ran,
-        }),
+        Ok(Ok(report)) => Ok(FixerOutcome { report, journal }),
         Ok(Err(e)) => Err(PluginError::Failed {
             plugin: name,
             call: "fix".into(),
@@ -305,9 +316,17 @@ impl guest_fs::HostRoot for State {
             uid: options.uid,
             gid: options.gid,
         };
+        let mut before = None;
         self.op("write", &path, Access::Write, Follow::Last, |r, p| {
+            before = r.read(p).ok();
             r.write(p, &data, opts)
-        })
+        })?;
+        self.journal.push(Change::Write {
+            path,
+            before,
+            after: data,
+        });
+        Ok(())
     }
 
     fn stat(
@@ -364,20 +383,26 @@ impl guest_fs::HostRoot for State {
         path: String,
         mode: u32,
     ) -> Result<(), types::Error> {
-        self.op("mkdir-p", &path, Access::Write, Follow::Last, |r, p| {
-            r.mkdir_p(p, mode)
-        })
+        let existed = self.op("mkdir-p", &path, Access::Write, Follow::Last, |r, p| {
+            let existed = r.exists(p)?;
+            r.mkdir_p(p, mode).map(|()| existed)
+        })?;
+        if !existed {
+            self.journal.push(Change::Mkdir { path });
+        }
+        Ok(())
     }
 
     fn remove(&mut self, _: Resource<RootHandle>, path: String) -> Result<(), types::Error> {
-        // The link itself is removed, so only the requested path is checked.
         self.op(
             "remove",
             &path,
             Access::Write,
             Follow::ParentsOnly,
             |r, p| r.remove(p),
-        )
+        )?;
+        self.journal.push(Change::Remove { path });
+        Ok(())
     }
 
     fn rename(
@@ -393,7 +418,12 @@ impl guest_fs::HostRoot for State {
             Access::Write,
             Follow::ParentsOnly,
             |r, from| r.rename(from, &to),
-        )
+        )?;
+        self.journal.push(Change::Rename {
+            from: old_path,
+            to: new_path,
+        });
+        Ok(())
     }
 
     fn symlink(
@@ -408,7 +438,9 @@ impl guest_fs::HostRoot for State {
             Access::Write,
             Follow::ParentsOnly,
             |r, p| r.symlink(&target, p),
-        )
+        )?;
+        self.journal.push(Change::Symlink { target, link });
+        Ok(())
     }
 
     fn readlink(&mut self, _: Resource<RootHandle>, path: String) -> Result<String, types::Error> {
@@ -429,7 +461,9 @@ impl guest_fs::HostRoot for State {
     ) -> Result<(), types::Error> {
         self.op("chmod", &path, Access::Write, Follow::Last, |r, p| {
             r.chmod(p, mode)
-        })
+        })?;
+        self.journal.push(Change::Chmod { path, mode });
+        Ok(())
     }
 
     fn chown(
@@ -441,7 +475,9 @@ impl guest_fs::HostRoot for State {
     ) -> Result<(), types::Error> {
         self.op("chown", &path, Access::Write, Follow::Last, |r, p| {
             r.chown(p, uid, gid)
-        })
+        })?;
+        self.journal.push(Change::Chown { path, uid, gid });
+        Ok(())
     }
 
     fn drop(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<()> {
@@ -473,7 +509,7 @@ impl guest_exec::Host for State {
             network: self.grants.guest_network(),
         };
         tracing::info!(plugin = %self.plugin, "running in guest: {}", request.argv.join(" "));
-        self.ran.push(request.argv);
+        self.journal.push(Change::Run { argv: request.argv });
         let out = self.commands.run(&self.root, &req).map_err(|e| {
             types::Error::Failed(format!("plugin {}: run {argv0}: {e}", self.plugin))
         })?;
@@ -508,5 +544,15 @@ impl CommandRunner for ChrootCommands {
             stdout: out.stdout,
             stderr: out.stderr,
         })
+    }
+}
+
+/// The runner of `rehost plan`: commands are recorded in the journal, not run, and
+/// answer success with no output.
+pub struct DryRunCommands;
+
+impl CommandRunner for DryRunCommands {
+    fn run(&self, _: &GuestRoot, _: &CommandRequest) -> Result<CommandResult, String> {
+        Ok(CommandResult::default())
     }
 }

@@ -5,6 +5,7 @@ mod bindings;
 pub mod catalog;
 pub mod fixer_host;
 pub mod grants;
+pub mod journal;
 pub mod manifest;
 pub mod runtime;
 pub mod stock;

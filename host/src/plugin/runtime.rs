@@ -19,7 +19,10 @@ use super::PluginError;
 /// How often the epoch advances; deadlines are counted in these ticks.
 const TICK: Duration = Duration::from_millis(10);
 
-/// Limits applied to each plugin call unless the manifest asks for less.
+/// The longest deadline a manifest can ask for.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(2 * 3600);
+
+/// Limits applied to each plugin call (see [`Limits::for_manifest`]).
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub memory_bytes: usize,
@@ -36,7 +39,9 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The manifest may lower the defaults, never raise them past what the host allows.
+    /// Memory: the manifest may only lower the host's limit. Time: the manifest's
+    /// `time_secs` is the plugin's own deadline (a fixer that installs packages runs
+    /// commands for minutes inside one call), capped at [`MAX_DEADLINE`].
     pub fn for_manifest(&self, manifest: &Manifest) -> Limits {
         let caps = &manifest.capabilities;
         Limits {
@@ -46,7 +51,7 @@ impl Limits {
                 .unwrap_or(self.memory_bytes),
             deadline: caps
                 .time_secs
-                .map(|s| Duration::from_secs(s).min(self.deadline))
+                .map(|s| Duration::from_secs(s).min(MAX_DEADLINE))
                 .unwrap_or(self.deadline),
         }
     }
