@@ -10,6 +10,9 @@ pub struct Target {
     pub disk_modules: &'static [&'static str],
     /// The NIC driver, for the `eth0` alias.
     pub nic_module: &'static str,
+    /// Modules the disk needs besides its controller: a libata disk is a SCSI
+    /// disk, and mkinitrd in a chroot cannot tell that from the root device.
+    pub disk_support: &'static [&'static str],
     /// What the target calls the first disk (`/dev/xvda3` becomes `/dev/sda3`).
     pub disk_prefix: &'static str,
 }
@@ -32,21 +35,24 @@ impl Target {
                 name: "VirtualBox",
                 disk_modules: &["ata_piix", "ahci"],
                 nic_module: "e1000",
+                disk_support: &["sd_mod"],
                 disk_prefix: "/dev/sd",
             },
             TargetHardware::Kvm => Target {
                 name: "KVM",
                 disk_modules: &["virtio_blk"],
                 nic_module: "virtio_net",
+                disk_support: &[],
                 disk_prefix: "/dev/vd",
             },
         }
     }
 
-    /// `--with` modules for mkinitrd: virtio always, plus the SATA drivers for VirtualBox.
+    /// `--with` modules for mkinitrd: virtio always, plus the SATA drivers and the
+    /// SCSI disk driver for VirtualBox.
     pub fn initrd_modules(&self) -> Vec<&'static str> {
         let mut modules = VIRTIO_MODULES.to_vec();
-        for module in self.disk_modules {
+        for module in self.disk_modules.iter().chain(self.disk_support) {
             if !modules.contains(module) {
                 modules.push(module);
             }

@@ -267,7 +267,9 @@ fn seed_guest_to_virtualbox_with_a_desktop() {
 
     let mut mkinitrd = vec!["/sbin/mkinitrd"];
     mkinitrd.extend(MKINITRD_VIRTIO);
-    mkinitrd.extend(["--with", "ata_piix", "--with", "ahci", "-f"]);
+    mkinitrd.extend([
+        "--with", "ata_piix", "--with", "ahci", "--with", "sd_mod", "-f",
+    ]);
     let initrd = format!("/boot/initrd-{NATIVE_KERNEL}.img");
     mkinitrd.extend([initrd.as_str(), NATIVE_KERNEL]);
     assert_eq!(
