@@ -165,19 +165,23 @@ fn bad_inputs_are_clear_errors_that_leave_nothing_behind() {
     assert_refused(&nokernel, &[], "no kernel in /boot");
 }
 
-#[test]
-fn a_debian_cloud_instance_converts_and_boots_on_kvm_hardware() {
+/// Converts the Debian fixture for `target`, then boots it on that hardware and
+/// checks the root is the new partition and eth0 is up.
+fn convert_and_boot(target: &str, format_ext: &str, root_device: &str) {
     let debian = fixture("build-debian.sh");
     let before = sha256(&debian);
     let out_dir = tempfile::tempdir().unwrap();
-    let output = out_dir.path().join("debian.qcow2");
+    let output = out_dir.path().join(format!("debian.{format_ext}"));
+    let plan = out_dir.path().join("plan.txt");
     let result = rehost(&[
         "convert",
         debian.to_str().unwrap(),
         "-o",
         output.to_str().unwrap(),
         "--target",
-        "kvm",
+        target,
+        "--plan-out",
+        plan.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(
@@ -187,6 +191,11 @@ fn a_debian_cloud_instance_converts_and_boots_on_kvm_hardware() {
     );
     assert_eq!(sha256(&debian), before, "the source image changed");
     assert_eq!(loops_on(&debian), "");
+    let plan = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        plan.contains("-/dev/xvda1"),
+        "the plan does not show the fstab change:\n{plan}"
+    );
 
     let check = Command::new("qemu-img")
         .args(["check", output.to_str().unwrap()])
@@ -202,7 +211,7 @@ fn a_debian_cloud_instance_converts_and_boots_on_kvm_hardware() {
         "boot-test",
         output.to_str().unwrap(),
         "--target",
-        "kvm",
+        target,
         "--password",
         "rehost",
         "--run",
@@ -217,8 +226,117 @@ fn a_debian_cloud_instance_converts_and_boots_on_kvm_hardware() {
         String::from_utf8_lossy(&boot.stderr)
     );
     assert!(
-        stdout.contains("/dev/vda1"),
-        "root is not the new partition:\n{stdout}"
+        stdout.contains(root_device),
+        "root is not the new partition {root_device}:\n{stdout}"
     );
     assert!(stdout.contains("\nup\n"), "eth0 is not up:\n{stdout}");
+}
+
+#[test]
+fn a_debian_cloud_instance_converts_and_boots_on_virtualbox_hardware() {
+    // The cloud kernel has no AHCI or e1000: the Debian fixer must install
+    // linux-image-amd64 inside the guest for this to boot.
+    convert_and_boot("virtualbox", "vdi", "/dev/sda1");
+}
+
+#[test]
+fn a_debian_cloud_instance_converts_and_boots_on_kvm_hardware() {
+    convert_and_boot("kvm", "qcow2", "/dev/vda1");
+}
+
+#[test]
+fn the_unconverted_instance_does_not_boot() {
+    let debian = fixture("build-debian.sh");
+    let boot = rehost(&[
+        "boot-test",
+        debian.to_str().unwrap(),
+        "--target",
+        "kvm",
+        "--timeout",
+        "120",
+    ]);
+    assert!(!boot.status.success());
+    let stderr = String::from_utf8_lossy(&boot.stderr);
+    assert!(stderr.contains("No bootable device"), "{stderr}");
+}
+
+#[test]
+fn plan_shows_the_diffs_and_writes_nothing() {
+    let debian = fixture("build-debian.sh");
+    let before = sha256(&debian);
+    let result = rehost(&["plan", debian.to_str().unwrap(), "--target", "virtualbox"]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for expected in [
+        "### fixer xen-console",
+        "remove /etc/systemd/system/getty.target.wants/serial-getty@hvc0.service",
+        "### fixer debian-cloud2kvm",
+        "--- a/etc/fstab\n+++ b/etc/fstab\n",
+        "-/dev/xvda1 / ext4 defaults 0 1\n+UUID=",
+        "run /usr/bin/apt-get update",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "plan lacks {expected:?}:\n{stdout}"
+        );
+    }
+    assert_eq!(sha256(&debian), before, "plan changed the source image");
+    assert_eq!(loops_on(&debian), "");
+}
+
+/// Starts a conversion, interrupts it with `signal` after `delay`, and checks
+/// nothing is left: no output, no temporary directory, no loop device or mount.
+fn interrupt_conversion(signal: i32, delay: std::time::Duration) {
+    let debian = fixture("build-debian.sh");
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("out.qcow2");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rehost"))
+        .args([
+            "convert",
+            debian.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            "--target",
+            "kvm",
+        ])
+        .env("XDG_CACHE_HOME", cache_dir())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the conversion finished before it was interrupted"
+    );
+    let left: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind after signal {signal}: {left:?}"
+    );
+    assert_eq!(loops_on(&debian), "");
+    assert_eq!(loops_on(out_dir.path()), "");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&*out_dir.path().to_string_lossy()),
+        "a mount outlived the command"
+    );
+}
+
+#[test]
+fn sigint_during_a_conversion_leaves_nothing_behind() {
+    interrupt_conversion(libc::SIGINT, std::time::Duration::from_secs(3));
+}
+
+#[test]
+fn sigterm_during_a_conversion_leaves_nothing_behind() {
+    interrupt_conversion(libc::SIGTERM, std::time::Duration::from_secs(8));
 }

@@ -71,8 +71,8 @@ fn metadata_calls(text: &str) -> Vec<(usize, String)> {
     text.lines()
         .enumerate()
         .filter_map(|(index, line)| {
-            let code = line.trim();
-            if code.starts_with('#') {
+            let code = strip_comment(line).trim();
+            if code.is_empty() {
                 return None;
             }
             let lower = code.to_ascii_lowercase();
@@ -82,6 +82,22 @@ fn metadata_calls(text: &str) -> Vec<(usize, String)> {
                 .then(|| (index + 1, shorten(code)))
         })
         .collect()
+}
+
+/// The code part of a shell line: a `#` at the start of a word begins a comment,
+/// as sh reads it (`: # disabled: curl ...` is a no-op). Quotes are respected.
+fn strip_comment(line: &str) -> &str {
+    let (mut quote, mut prev_blank) = (None, true);
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '#') if prev_blank => return &line[..i],
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        prev_blank = c.is_whitespace() || c == ';';
+    }
+    line
 }
 
 /// Long command lines are cut for the message; the line number says where.
@@ -106,5 +122,15 @@ mod tests {
         let calls = metadata_calls(text);
         assert_eq!(calls.iter().map(|c| c.0).collect::<Vec<_>>(), [4, 5]);
         assert!(calls[0].1.starts_with("curl -m 600"));
+    }
+
+    #[test]
+    fn a_line_disabled_with_a_no_op_and_a_comment_is_not_a_call() {
+        let text = "  : # rehost: disabled off-cloud (metadata): curl http://169.254.169.254/x\n\
+                    echo '#not a comment' http://169.254.169.254/\n";
+        assert_eq!(
+            metadata_calls(text).iter().map(|c| c.0).collect::<Vec<_>>(),
+            [2]
+        );
     }
 }
