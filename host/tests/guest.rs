@@ -46,12 +46,9 @@ const CHILD_IMAGE_VAR: &str = "REHOST_GUEST_TEST_CHILD_IMAGE";
 /// a guest command's child starts with copies of this process's descriptors and
 /// mounts, which would hold another test's mount (and loop device) for a moment.
 fn serial() -> File {
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/rehost-guest-tests.lock")
-        .expect("opening the loop test lock");
+    // This test file itself: always there, and nothing is left behind.
+    let lock = File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guest.rs"))
+        .expect("opening the test source to lock it");
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("locking");
     lock
 }

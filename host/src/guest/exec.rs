@@ -36,6 +36,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 pub enum ExecError {
     #[error("no command given to run in guest {}", root.display())]
     EmptyArgv { root: PathBuf },
+    #[error("guest root {}: {source}", root.display())]
+    Root { root: PathBuf, source: io::Error },
     #[error("guest root {} has no /{dir} directory (needed to run commands in it)", root.display())]
     MissingMountPoint { root: PathBuf, dir: &'static str },
     #[error("a path or argument for `{command}` contains a NUL byte")]
@@ -201,7 +203,8 @@ impl GuestCommand {
         })
     }
 
-    /// Waits for the child, killing its process group on cancel or timeout.
+    /// Waits for the child, killing its process group on cancel, timeout or a failed
+    /// wait (so the capture threads see the pipes close).
     fn wait(
         &self,
         child: &mut Child,
@@ -209,29 +212,30 @@ impl GuestCommand {
         command: &str,
     ) -> Result<ExitStatus, ExecError> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
-        let wait_error = |source| ExecError::Wait {
-            command: command.to_string(),
-            source,
-        };
         loop {
-            if let Some(status) = child.try_wait().map_err(wait_error)? {
-                return Ok(status);
-            }
-            let failure = if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                ExecError::Cancelled {
+            let failure = match child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Err(source) => ExecError::Wait {
                     command: command.to_string(),
+                    source,
+                },
+                Ok(None) if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) => {
+                    ExecError::Cancelled {
+                        command: command.to_string(),
+                    }
                 }
-            } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                ExecError::TimedOut {
+                Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => ExecError::TimedOut {
                     command: command.to_string(),
                     timeout: self.timeout.unwrap_or_default(),
+                },
+                Ok(None) => {
+                    thread::sleep(POLL_INTERVAL);
+                    continue;
                 }
-            } else {
-                thread::sleep(POLL_INTERVAL);
-                continue;
             };
             kill_group(child);
-            child.wait().map_err(wait_error)?;
+            // Reap it; the failure above is what gets reported.
+            let _ = child.wait();
             return Err(failure);
         }
     }
@@ -291,6 +295,11 @@ struct Setup {
 
 impl Setup {
     fn new(root: &Path, network: bool, command: &str) -> Result<Self, ExecError> {
+        // Absolute and free of symlinks: the child mounts below it and pivots into it.
+        let root = &root.canonicalize().map_err(|source| ExecError::Root {
+            root: root.to_path_buf(),
+            source,
+        })?;
         let mount_point = |dir: &'static str| -> Result<Option<CString>, ExecError> {
             let path = root.join(dir);
             // A symlink here would make the mount land outside the guest.
