@@ -284,6 +284,10 @@ fn seed_pipeline_converts_the_centos5_fixture_for_virtualbox() {
         grub_conf(&format!("UUID={uuid}"))
     );
     assert_eq!(guest_link(&disk, "/boot/grub/menu.lst"), "grub.conf");
+    assert_eq!(
+        guest_file(&disk, "/etc/sysconfig/kernel"),
+        "UPDATEDEFAULT=yes\nDEFAULTKERNEL=kernel\n"
+    );
     // The host replaced the grub.cfg link with its GRUB 2 menu, which offers grub.conf.
     assert!(
         guest_file(&disk, "/boot/grub/grub.cfg").contains("legacy_configfile /boot/grub/grub.conf")

@@ -31,7 +31,8 @@ pub struct Config {
     /// Rebuild the booted kernel's initrd with the virtio (and SATA) drivers.
     pub mkinitrd: bool,
     pub selinux: Selinux,
-    /// Write /boot/grub/grub.conf and its menu.lst and grub.cfg links.
+    /// Write /boot/grub/grub.conf and its menu.lst and grub.cfg links, and make
+    /// kernel updates default to the native kernel (/etc/sysconfig/kernel).
     pub grub_conf: bool,
     /// Comment out the cloud metadata calls of /etc/rc.local.
     pub rc_local: bool,

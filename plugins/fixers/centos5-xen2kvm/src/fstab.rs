@@ -21,7 +21,8 @@ pub fn fix(
 ) -> Result<()> {
     let Some(text) = guest.read_optional(FSTAB)? else {
         report.warn(format!(
-            "{FSTAB} is missing: the root is mounted read-write by nothing"
+            "{FSTAB} is missing: the boot will not remount / read-write; create it with \
+             a `{root} / ...` entry"
         ));
         return Ok(());
     };
@@ -54,7 +55,8 @@ pub fn fix(
                 ));
             }
             XenDevices::Map => {
-                let mapped = format!("{}{}", target.disk_prefix, &spec[XEN_DISK_PREFIX.len()..]);
+                let disk = spec.strip_prefix(XEN_DISK_PREFIX).unwrap_or(&spec);
+                let mapped = format!("{}{disk}", target.disk_prefix);
                 fstab.replace_spec(&spec, &mapped);
                 changes.push(format!("{FSTAB}: {file} on {mapped} (was {spec})"));
                 report.warn(format!(

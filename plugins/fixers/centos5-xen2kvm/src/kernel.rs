@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 
+use rehost_sdk::files::keyvalue::KeyValue;
 use rehost_sdk::fixer::{FixContext, Guest, Report};
 use rehost_sdk::Result;
 
@@ -10,6 +11,10 @@ use crate::exec;
 use crate::target::Target;
 
 const MKINITRD: &str = "/sbin/mkinitrd";
+/// Tells new-kernel-pkg which kernel package's updates become grub.conf's default.
+const SYSCONFIG_KERNEL: &str = "/etc/sysconfig/kernel";
+const XEN_PACKAGE: &str = "kernel-xen";
+const NATIVE_PACKAGE: &str = "kernel";
 
 /// The newest kernel in /boot that is not Xen-only. /boot is listed again, not
 /// taken from `ctx.kernels`, because yum may just have installed one.
@@ -52,6 +57,24 @@ pub fn rebuild_initrd(
         target.name,
         modules.join(", ")
     ));
+    Ok(())
+}
+
+/// A Xen instance says `DEFAULTKERNEL=kernel-xen`, so the next kernel-xen update
+/// would make a Xen kernel grub.conf's default and the VM would stop booting.
+pub fn default_to_native_updates(guest: &dyn Guest, report: &mut Report) -> Result<()> {
+    let Some(text) = guest.read_optional(SYSCONFIG_KERNEL)? else {
+        return Ok(());
+    };
+    let mut conf = KeyValue::parse(&text);
+    if conf.get("DEFAULTKERNEL") == Some(XEN_PACKAGE) {
+        conf.set("DEFAULTKERNEL", NATIVE_PACKAGE);
+        guest.write_string(SYSCONFIG_KERNEL, &conf.render())?;
+        report.changed(format!(
+            "{SYSCONFIG_KERNEL}: DEFAULTKERNEL={NATIVE_PACKAGE} (was {XEN_PACKAGE}), so kernel \
+             updates keep a native kernel as grub.conf's default"
+        ));
+    }
     Ok(())
 }
 

@@ -105,6 +105,7 @@ fn boot(
             root,
         };
         grub::write(guest, &stanza, report)?;
+        kernel::default_to_native_updates(guest, report)?;
     }
     report.boot(BootEntry {
         title,

@@ -105,6 +105,8 @@ mkdir -p /root/.ssh
 curl -s --retry 30 http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key >/root/.ssh/authorized_keys
 ";
 
+const SYSCONFIG_KERNEL: &str = "UPDATEDEFAULT=yes\nDEFAULTKERNEL=kernel-xen\n";
+
 const XEN_KERNEL: &str = "2.6.18-348.el5xen";
 /// What the fixture's `yum install kernel` lays down.
 const NATIVE_KERNEL: &str = "2.6.18-348.el5";
@@ -129,7 +131,7 @@ const MKINITRD_VIRTIO: [&str; 12] = [
 /// A CentOS 5 Xen guest tree. `native`: also the kernel yum would install, as if
 /// yum had run (`DirGuest` records commands instead of running them).
 fn centos5_tree(dir: &Path, native: bool) {
-    for sub in ["etc/selinux", "boot", "sbin", "usr/bin"] {
+    for sub in ["etc/selinux", "etc/sysconfig", "boot", "sbin", "usr/bin"] {
         fs::create_dir_all(dir.join(sub)).unwrap();
     }
     let files = [
@@ -139,6 +141,7 @@ fn centos5_tree(dir: &Path, native: bool) {
         ("etc/selinux/config", SELINUX),
         ("etc/shadow", SHADOW),
         ("etc/rc.local", RC_LOCAL),
+        ("etc/sysconfig/kernel", SYSCONFIG_KERNEL),
     ];
     for (path, text) in files {
         fs::write(dir.join(path), text).unwrap();
@@ -245,6 +248,10 @@ fn seed_guest_to_virtualbox_with_a_desktop() {
             Path::new("grub.conf")
         );
     }
+    assert_eq!(
+        read(dir, "etc/sysconfig/kernel"),
+        "UPDATEDEFAULT=yes\nDEFAULTKERNEL=kernel\n"
+    );
     assert_eq!(
         read(dir, "etc/selinux/config"),
         SELINUX.replace("SELINUX=enforcing", "SELINUX=disabled")
@@ -449,6 +456,7 @@ fn steps_switch_off() {
         ("etc/fstab", FSTAB),
         ("etc/selinux/config", SELINUX),
         ("etc/rc.local", RC_LOCAL),
+        ("etc/sysconfig/kernel", SYSCONFIG_KERNEL),
     ] {
         assert_eq!(read(dir, path), text, "{path}");
     }
