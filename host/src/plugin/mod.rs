@@ -6,7 +6,9 @@ pub mod catalog;
 pub mod fixer_host;
 pub mod grants;
 pub mod journal;
+pub mod lockfile;
 pub mod manifest;
+pub mod registry;
 pub mod runtime;
 pub mod stock;
 
