@@ -11,7 +11,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::thread;
@@ -302,6 +302,17 @@ struct LoopDevice {
 
 impl LoopDevice {
     fn attach(image: &Path, backing: &File, options: &MountOptions) -> Result<Self, MountError> {
+        Self::attach_with(image, backing, options, configure)
+    }
+
+    /// Attaches with `bind` (the LOOP_CONFIGURE way or the pre-5.8 one) to a free
+    /// device, retrying when another process wins the race for it.
+    fn attach_with(
+        image: &Path,
+        backing: &File,
+        options: &MountOptions,
+        bind: Bind,
+    ) -> Result<Self, MountError> {
         let control = OpenOptions::new()
             .read(true)
             .write(true)
@@ -321,7 +332,7 @@ impl LoopDevice {
                     device: path.clone(),
                     source,
                 })?;
-            match configure(&file, backing, options) {
+            match bind(&file, backing, options) {
                 Ok(()) => return Ok(LoopDevice { file, path }),
                 // Another process bound it between GET_FREE and our configure.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
@@ -360,13 +371,50 @@ impl Drop for LoopDevice {
     }
 }
 
+/// Binds a loop device (first argument) to the region of a backing file.
+type Bind = fn(&File, &File, &MountOptions) -> io::Result<()>;
+
 /// Binds `device` to the region of `backing`, read-only if asked, with autoclear.
 fn configure(device: &File, backing: &File, options: &MountOptions) -> io::Result<()> {
+    let config = LoopConfig {
+        fd: backing.as_raw_fd() as u32,
+        block_size: 0,
+        info: loop_info(options),
+        reserved: [0; 8],
+    };
+    // SAFETY: `config` is a valid loop_config that outlives the call.
+    match cvt(unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config) }) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.8 do not know LOOP_CONFIGURE.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTTY)) => {
+            configure_legacy(device, backing, options)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The pre-5.8 way: bind, then set offset, size and autoclear. Read-only follows from
+/// the descriptors being opened read-only (SET_STATUS cannot set it).
+fn configure_legacy(device: &File, backing: &File, options: &MountOptions) -> io::Result<()> {
+    let device = device.as_raw_fd();
+    // SAFETY: LOOP_SET_FD takes the backing descriptor as its argument.
+    cvt(unsafe { libc::ioctl(device, LOOP_SET_FD, backing.as_raw_fd()) })?;
+    let info = loop_info(options);
+    // SAFETY: `info` is a valid loop_info64 that outlives the call.
+    if let Err(e) = cvt(unsafe { libc::ioctl(device, LOOP_SET_STATUS64, &info) }) {
+        // SAFETY: LOOP_CLR_FD takes no argument.
+        unsafe { libc::ioctl(device, LOOP_CLR_FD) };
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn loop_info(options: &MountOptions) -> LoopInfo64 {
     let mut flags = LO_FLAGS_AUTOCLEAR;
     if options.read_only {
         flags |= LO_FLAGS_READ_ONLY;
     }
-    let info = LoopInfo64 {
+    LoopInfo64 {
         lo_device: 0,
         lo_inode: 0,
         lo_rdevice: 0,
@@ -380,37 +428,7 @@ fn configure(device: &File, backing: &File, options: &MountOptions) -> io::Resul
         lo_crypt_name: [0; LO_NAME_SIZE],
         lo_encrypt_key: [0; LO_KEY_SIZE],
         lo_init: [0; 2],
-    };
-    let fd = device.as_raw_fd();
-    let config = LoopConfig {
-        fd: backing.as_raw_fd() as u32,
-        block_size: 0,
-        info,
-        reserved: [0; 8],
-    };
-    // SAFETY: `config` is a valid loop_config that outlives the call.
-    match cvt(unsafe { libc::ioctl(fd, LOOP_CONFIGURE, &config) }) {
-        Ok(_) => Ok(()),
-        // Kernels before 5.8 do not know LOOP_CONFIGURE.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTTY)) => {
-            set_fd_then_status(fd, backing.as_raw_fd(), &config.info)
-        }
-        Err(e) => Err(e),
     }
-}
-
-/// The pre-5.8 way: bind, then set offset, size and flags. Read-only follows from the
-/// descriptors being opened read-only.
-fn set_fd_then_status(device: RawFd, backing: RawFd, info: &LoopInfo64) -> io::Result<()> {
-    // SAFETY: LOOP_SET_FD takes the backing descriptor as its argument.
-    cvt(unsafe { libc::ioctl(device, LOOP_SET_FD, backing) })?;
-    // SAFETY: `info` is a valid loop_info64 that outlives the call.
-    if let Err(e) = cvt(unsafe { libc::ioctl(device, LOOP_SET_STATUS64, info) }) {
-        // SAFETY: LOOP_CLR_FD takes no argument.
-        unsafe { libc::ioctl(device, LOOP_CLR_FD) };
-        return Err(e);
-    }
-    Ok(())
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -418,5 +436,46 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
         Err(io::Error::last_os_error())
     } else {
         Ok(rc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loop attribute from sysfs, e.g. `loop/offset` or `ro`.
+    fn sysfs(device: &LoopDevice, attribute: &str) -> String {
+        let name = device.path().file_name().unwrap().to_str().unwrap();
+        std::fs::read_to_string(format!("/sys/block/{name}/{attribute}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Both ways of binding give the same device: region, read-only, autoclear.
+    /// (Needs root and loop devices, like the integration tests.)
+    #[test]
+    fn both_bind_ways_set_region_read_only_and_autoclear() {
+        let image = tempfile::NamedTempFile::new().unwrap();
+        image.as_file().set_len(4 << 20).unwrap();
+        let backing = File::open(image.path()).unwrap();
+        let options = MountOptions {
+            fstype: FsType::Ext4,
+            offset: 1 << 20,
+            length: Some(2 << 20),
+            read_only: true,
+        };
+        for bind in [configure as Bind, configure_legacy] {
+            let device = LoopDevice::attach_with(image.path(), &backing, &options, bind).unwrap();
+            assert_eq!(sysfs(&device, "loop/offset"), "1048576");
+            assert_eq!(sysfs(&device, "loop/sizelimit"), "2097152");
+            assert_eq!(sysfs(&device, "size"), "4096", "512-byte sectors");
+            assert_eq!(sysfs(&device, "ro"), "1");
+            assert_eq!(sysfs(&device, "loop/autoclear"), "1");
+            let name = device.path().file_name().unwrap().to_owned();
+            drop(device);
+            let bound = Path::new("/sys/block").join(name).join("loop");
+            assert!(!bound.exists(), "detached on drop");
+        }
     }
 }
