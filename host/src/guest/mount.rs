@@ -13,7 +13,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::thread;
 use std::time::Duration;
 
@@ -50,19 +49,6 @@ impl fmt::Display for FsType {
     }
 }
 
-impl FromStr for FsType {
-    type Err = MountError;
-
-    fn from_str(s: &str) -> Result<Self, MountError> {
-        match s {
-            "ext2" => Ok(FsType::Ext2),
-            "ext3" => Ok(FsType::Ext3),
-            "ext4" => Ok(FsType::Ext4),
-            other => Err(MountError::UnsupportedFsType(other.to_string())),
-        }
-    }
-}
-
 /// Which bytes of the image to mount, and how.
 #[derive(Debug, Clone)]
 pub struct MountOptions {
@@ -76,8 +62,6 @@ pub struct MountOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("unsupported filesystem type {0:?}: rehost mounts ext2, ext3 and ext4")]
-    UnsupportedFsType(String),
     #[error("opening image {}: {source}", path.display())]
     OpenImage { path: PathBuf, source: io::Error },
     #[error("opening /dev/loop-control: {0} (is the loop module loaded? try `modprobe loop`)")]
