@@ -2,16 +2,19 @@
 # A throwaway OCI registry (Debian's docker-registry, installed by setup.sh) on
 # 127.0.0.1, for the plugin registry tests and for trying `rehost plugin publish`.
 #
-#   scripts/registry.sh start DIR [PORT]   storage, config and pid file in DIR;
-#                                          prints the registry address when it answers
-#   scripts/registry.sh stop DIR           stops the registry started in DIR
+#   scripts/registry.sh start DIR [--port N] [--user USER:PASSWORD]
+#       storage, config and pid file in DIR; prints the registry address once it
+#       answers. The port defaults to a free one; --user turns on basic auth
+#       (htpasswd, bcrypt) with that one account.
+#   scripts/registry.sh stop DIR
+#       stops the registry started in DIR.
 #
-# PORT defaults to a free one. Storage is plain files under DIR/storage, so tests
-# can tamper with a blob to prove digests are checked.
+# Storage is plain files under DIR/storage, so tests can tamper with a blob to
+# prove digests are checked.
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start DIR [PORT] | stop DIR" >&2
+  echo "usage: $0 start DIR [--port N] [--user USER:PASSWORD] | stop DIR" >&2
   exit 2
 }
 
@@ -19,8 +22,24 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The htpasswd line for USER:PASSWORD (the registry accepts only bcrypt).
+htpasswd_line() {
+  python3 -W ignore -c 'import crypt, sys
+user, password = sys.argv[1].split(":", 1)
+print(user + ":" + crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH)))' "$1"
+}
+
 start() {
-  local dir=$1 port=${2:-$(free_port)}
+  local dir=$1 port="" user=""
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --port) port=$2; shift 2 ;;
+      --user) user=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  port=${port:-$(free_port)}
   command -v docker-registry >/dev/null || {
     echo "registry.sh: docker-registry is not installed (run scripts/setup.sh)" >&2
     exit 1
@@ -40,10 +59,20 @@ http:
   # Only this one process serves uploads; a fixed secret just silences the warning.
   secret: rehost-local-registry
 CONF
+  if [ -n "$user" ]; then
+    htpasswd_line "$user" >"$dir/htpasswd"
+    cat >>"$dir/config.yml" <<CONF
+auth:
+  htpasswd:
+    realm: rehost-local-registry
+    path: $dir/htpasswd
+CONF
+  fi
   docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
   echo $! >"$dir/registry.pid"
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/"; then
+    # Any HTTP answer (401 with auth on) means it is serving.
+    if curl -sS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
       echo "127.0.0.1:$port"
       return 0
     fi
@@ -75,7 +104,7 @@ stop() {
 }
 
 case ${1:-} in
-  start) [ $# -ge 2 ] || usage; start "$2" "${3:-}" ;;
+  start) [ $# -ge 2 ] || usage; shift; start "$@" ;;
   stop) [ $# -eq 2 ] || usage; stop "$2" ;;
   *) usage ;;
 esac

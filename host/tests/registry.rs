@@ -25,10 +25,16 @@ struct LocalRegistry {
 
 impl LocalRegistry {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// `args` as for `registry.sh start DIR` (`--user USER:PASSWORD`).
+    fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(SCRIPT)
             .arg("start")
             .arg(dir.path())
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -450,4 +456,57 @@ fn failures_install_nothing() {
     assert!(err.contains("digest mismatch"), "{err}");
 
     assert_eq!(user.state(), (None, vec![]), "nothing was ever installed");
+}
+
+#[test]
+fn basic_auth_from_env_or_docker_config() {
+    let registry = LocalRegistry::start_with(&["--user", "alice:s3cret"]);
+    let user = User::new();
+    user.write_config(&format!("[registry]\nurl = \"{}\"\n", registry.addr));
+    let file = wasm("registry_demo_v1.wasm");
+    let file = file.to_str().unwrap();
+
+    let err = user.fails(&["publish", file]);
+    assert!(
+        err.contains(&format!("registry {} refused access", registry.addr))
+            && err.contains("REHOST_REGISTRY_USER"),
+        "{err}"
+    );
+    let out = user
+        .command(&["publish", file])
+        .env("REHOST_REGISTRY_USER", "alice")
+        .env("REHOST_REGISTRY_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("refused the credentials"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = user
+        .command(&["publish", file])
+        .env("REHOST_REGISTRY_USER", "alice")
+        .env("REHOST_REGISTRY_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // A docker client's login: `auths` in $DOCKER_CONFIG/config.json.
+    let docker = user.home.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "YWxpY2U6czNjcmV0"}}}}}}"#,
+            registry.addr
+        ),
+    )
+    .unwrap();
+    let out = user
+        .command(&["install", "registry-demo", "--yes"])
+        .env("DOCKER_CONFIG", &docker)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("installed registry-demo 1.0.0"));
 }

@@ -28,19 +28,27 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with the configured credentials for this registry (see [`Credentials::lookup`]).
     pub fn new(registry: &Registry) -> Result<Self, RegistryError> {
+        Ok(Self::with_credentials(
+            registry,
+            Credentials::lookup(&registry.host)?,
+        ))
+    }
+
+    pub fn with_credentials(registry: &Registry, credentials: Option<Credentials>) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_global(Some(Duration::from_secs(300)))
             .build()
             .into();
-        Ok(Self {
-            credentials: Credentials::lookup(&registry.host)?,
+        Self {
+            credentials,
             registry: registry.clone(),
             agent,
             authorization: RefCell::new(None),
-        })
+        }
     }
 
     /// The repository's tags; `None` when the repository does not exist.
@@ -343,4 +351,98 @@ fn query_escape(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A registry that wants a bearer token from its own token endpoint, which
+    /// wants basic credentials; each request seen is sent back to the test.
+    fn bearer_registry() -> (Registry, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen, requests) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                while reader.read_line(&mut head).unwrap_or(0) > 2 && !head.ends_with("\r\n\r\n") {}
+                let target = head.split(' ').nth(1).unwrap_or("").to_string();
+                let auth = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or(l.strip_prefix("Authorization: "))
+                    })
+                    .unwrap_or("")
+                    .to_string();
+                let _ = seen.send(format!("{target} [{auth}]"));
+                let (status, extra, body) = if target.starts_with("/token?") {
+                    if auth == "Basic YWxpY2U6cHc=" {
+                        ("200 OK", String::new(), r#"{"token":"t0k"}"#)
+                    } else {
+                        ("401 Unauthorized", String::new(), "{}")
+                    }
+                } else if auth == "Bearer t0k" {
+                    (
+                        "200 OK",
+                        String::new(),
+                        r#"{"name":"p/demo","tags":["1.0.0"]}"#,
+                    )
+                } else {
+                    (
+                        "401 Unauthorized",
+                        format!(
+                            "WWW-Authenticate: Bearer realm=\"http://{addr}/token\",service=\"reg\",scope=\"repository:p/demo:pull\"\r\n"
+                        ),
+                        "{}",
+                    )
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (Registry::parse(&addr.to_string()).unwrap(), requests)
+    }
+
+    #[test]
+    fn bearer_token_flow_with_basic_credentials() {
+        let (registry, requests) = bearer_registry();
+        let alice = Credentials {
+            user: "alice".into(),
+            password: "pw".into(),
+        };
+        let client = Client::with_credentials(&registry, Some(alice));
+        assert_eq!(
+            client.tags("p/demo").unwrap(),
+            Some(vec!["1.0.0".to_string()])
+        );
+        let seen: Vec<String> = requests.try_iter().collect();
+        assert_eq!(seen[0], "/v2/p/demo/tags/list []");
+        assert_eq!(
+            seen[1],
+            "/token?service=reg&scope=repository%3Ap%2Fdemo%3Apull [Basic YWxpY2U6cHc=]"
+        );
+        assert_eq!(seen[2], "/v2/p/demo/tags/list [Bearer t0k]");
+        // The token is reused.
+        client.tags("p/demo").unwrap();
+        assert_eq!(
+            requests.try_iter().collect::<Vec<_>>(),
+            vec!["/v2/p/demo/tags/list [Bearer t0k]"]
+        );
+
+        let anonymous = Client::with_credentials(&registry, None);
+        let err = anonymous.tags("p/demo").unwrap_err().to_string();
+        assert!(err.contains("its token service answered 401"), "{err}");
+        assert!(err.contains("REHOST_REGISTRY_USER"), "{err}");
+    }
 }
