@@ -341,8 +341,9 @@ fn install_by_requirement_and_by_digest_then_pin() {
         VersionReq::parse("^1.0").unwrap(),
     )]);
     let pinned = lockfile::pinned_components(&inst, &pins).unwrap();
-    assert_eq!(pinned[0].locked.digest, locked.digest);
+    assert_eq!(pinned[0].digest, locked.digest);
     assert_eq!(lockfile::sha256(&pinned[0].wasm), locked.digest);
+    assert_eq!(pinned[0].granted.as_ref(), Some(&locked.granted));
     let pins = BTreeMap::from([(
         "registry-demo".to_string(),
         VersionReq::parse("^1.1").unwrap(),
@@ -351,7 +352,7 @@ fn install_by_requirement_and_by_digest_then_pin() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("pinned to ^1.1 but the lock file has 1.0.0"),
+        err.contains("pinned to ^1.1 but 1.0.0 is installed"),
         "{err}"
     );
 

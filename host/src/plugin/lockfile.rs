@@ -11,7 +11,8 @@ use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::manifest::Capabilities;
+use super::manifest::{Capabilities, Manifest};
+use super::stock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -37,7 +38,7 @@ pub enum LockError {
     #[error("plugin {name} is pinned to {req} but is not installed; run `rehost plugin install {name}@{req}`")]
     NotInstalled { name: String, req: VersionReq },
     #[error(
-        "plugin {name} is pinned to {req} but the lock file has {version}; \
+        "plugin {name} is pinned to {req} but {version} is installed; \
          run `rehost plugin install {name}@{req}`"
     )]
     PinMismatch {
@@ -196,16 +197,24 @@ impl Installation {
     }
 }
 
-/// A pinned plugin as the lock file has it, with its verified component.
+/// A pinned plugin's component, verified, with what the user granted it.
 #[derive(Debug, Clone)]
 pub struct PinnedComponent {
-    pub locked: Locked,
+    pub name: String,
+    pub version: Version,
+    /// `sha256:<hex>` of `wasm`.
+    pub digest: String,
     pub wasm: Vec<u8>,
+    /// The grants recorded at install; `None` for a stock plugin, which no
+    /// install narrowed (its manifest's requests stand).
+    pub granted: Option<Capabilities>,
 }
 
 /// Checks a pipeline's pins (`name = "^1.2"`) against the lock file and returns the
-/// locked components, each re-hashed against its locked digest: a pin the lock file
-/// does not satisfy, or a component that changed since install, is an error.
+/// pinned components: the locked ones re-hashed against their locked digests (a
+/// component changed since install is refused), or, for a name the lock file does
+/// not have, the stock plugin built into this binary. A pin nothing satisfies is
+/// an error naming the install command that would.
 pub fn pinned_components(
     installation: &Installation,
     pins: &BTreeMap<String, VersionReq>,
@@ -213,20 +222,35 @@ pub fn pinned_components(
     let lock = installation.lock()?;
     pins.iter()
         .map(|(name, req)| {
-            let locked = lock.get(name).ok_or_else(|| LockError::NotInstalled {
-                name: name.clone(),
-                req: req.clone(),
-            })?;
-            if !req.matches(&locked.version) {
+            let (version, wasm, granted) = match lock.get(name) {
+                Some(locked) => (
+                    locked.version.clone(),
+                    installation.component(locked)?,
+                    Some(locked.granted.clone()),
+                ),
+                None => {
+                    let stock = stock::find(name)
+                        .and_then(|wasm| Some((Manifest::from_wasm(wasm, name).ok()?, wasm)));
+                    let (manifest, wasm) = stock.ok_or_else(|| LockError::NotInstalled {
+                        name: name.clone(),
+                        req: req.clone(),
+                    })?;
+                    (manifest.version, wasm.to_vec(), None)
+                }
+            };
+            if !req.matches(&version) {
                 return Err(LockError::PinMismatch {
                     name: name.clone(),
                     req: req.clone(),
-                    version: locked.version.clone(),
+                    version,
                 });
             }
             Ok(PinnedComponent {
-                wasm: installation.component(locked)?,
-                locked: locked.clone(),
+                name: name.clone(),
+                version,
+                digest: sha256(&wasm),
+                wasm,
+                granted,
             })
         })
         .collect()
@@ -328,14 +352,12 @@ mod tests {
         let pin =
             |req: &str| BTreeMap::from([("demo".to_string(), VersionReq::parse(req).unwrap())]);
         let got = pinned_components(&inst, &pin("^1.2")).unwrap();
-        assert_eq!(got[0].wasm, wasm);
+        assert_eq!((&got[0].wasm, &got[0].digest), (&wasm, &sha256(&wasm)));
+        assert_eq!(got[0].granted.as_ref().unwrap().guest_read, ["/etc/motd"]);
         let err = pinned_components(&inst, &pin("^2"))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("pinned to ^2 but the lock file has 1.2.5"),
-            "{err}"
-        );
+        assert!(err.contains("pinned to ^2 but 1.2.5 is installed"), "{err}");
         let other = BTreeMap::from([("other".to_string(), VersionReq::STAR)]);
         let err = pinned_components(&inst, &other).unwrap_err().to_string();
         assert!(err.contains("is not installed"), "{err}");
@@ -345,6 +367,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not match the lock file"), "{err}");
+    }
+
+    #[test]
+    fn stock_plugins_satisfy_pins_without_an_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = installation(dir.path());
+        let (name, bytes) = stock::STOCK[0];
+        let version = Manifest::from_wasm(bytes, name).unwrap().version;
+        let pins = BTreeMap::from([(name.to_string(), VersionReq::STAR)]);
+        let got = pinned_components(&inst, &pins).unwrap();
+        assert_eq!(
+            (got[0].version.clone(), got[0].granted.clone()),
+            (version, None)
+        );
+        assert_eq!(got[0].wasm, bytes);
+        let pins = BTreeMap::from([(name.to_string(), VersionReq::parse(">=99").unwrap())]);
+        assert!(pinned_components(&inst, &pins).is_err());
     }
 
     #[test]

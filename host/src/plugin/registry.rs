@@ -205,10 +205,12 @@ pub enum Spec {
 }
 
 impl Spec {
-    /// `./x.wasm` (an existing file or a `.wasm` path), `NAME`, `NAME@REQ`,
-    /// `NAME@sha256:…`, or `host[:port]/repo[:tag][@sha256:…]`.
+    /// A file (`*.wasm`, or a path starting with `/`, `./` or `../`), `NAME`,
+    /// `NAME@REQ`, `NAME@sha256:…`, or `host[:port]/repo[:tag][@sha256:…]`.
     pub fn parse(text: &str, settings: &Settings) -> Result<Self, RegistryError> {
-        if text.ends_with(".wasm") || Path::new(text).is_file() {
+        let is_file =
+            text.ends_with(".wasm") || ["/", "./", "../"].iter().any(|p| text.starts_with(p));
+        if is_file {
             return Ok(Spec::File(text.into()));
         }
         if text.contains('/') {
@@ -422,13 +424,17 @@ pub fn publish(settings: &Settings, file: &Path) -> Result<Reference, RegistryEr
     let repo = &reference.repository;
     let layer_digest = client::sha256(&wasm);
 
-    if let Ok(existing) = describe_with(&client, &reference) {
-        if existing.layer.digest == layer_digest {
-            return Ok(existing.reference);
+    let tag = manifest.version.to_string();
+    if let Some((bytes, digest)) = client.manifest(repo, &tag)? {
+        let same = artifact::parse(&bytes, &reference.to_string())
+            .is_ok_and(|(oci, _)| oci.layers[0].digest == layer_digest);
+        if !same {
+            return Err(RegistryError::AlreadyPublished {
+                reference: reference.to_string(),
+            });
         }
-        return Err(RegistryError::AlreadyPublished {
-            reference: reference.to_string(),
-        });
+        reference.digest = Some(digest);
+        return Ok(reference);
     }
     client.push_blob(repo, &wasm)?;
     let config = artifact::config_blob(&layer_digest, &manifest_toml);
@@ -451,7 +457,7 @@ pub fn publish(settings: &Settings, file: &Path) -> Result<Reference, RegistryEr
         url: reference.to_string(),
         reason: format!("cannot render the OCI manifest: {e}"),
     })?;
-    let digest = client.push_manifest(repo, &manifest.version.to_string(), &bytes)?;
+    let digest = client.push_manifest(repo, &tag, &bytes)?;
     reference.digest = Some(digest);
     Ok(reference)
 }
@@ -500,6 +506,10 @@ mod tests {
         assert_eq!(
             Spec::parse("./x.wasm", &s).unwrap(),
             Spec::File("./x.wasm".into())
+        );
+        assert_eq!(
+            Spec::parse("/opt/plugins/fixer", &s).unwrap(),
+            Spec::File("/opt/plugins/fixer".into())
         );
         assert_eq!(
             Spec::parse("demo@^1.2", &s).unwrap(),
