@@ -257,10 +257,7 @@ fn publish_install_update_list_verify_remove() {
         info.contains("guest_write"),
         "info shows the new request before download: {info}"
     );
-    assert!(
-        info_remote.contains("published, not installed"),
-        "{info_remote}"
-    );
+    assert!(info_remote.contains("published as"), "{info_remote}");
     let err = user.fails(&["update"]);
     assert!(
         err.contains("write guest files:") && err.contains("/etc/motd"),

@@ -148,11 +148,11 @@ fn info(spec: &str, json: bool, registry: Option<&str>) -> anyhow::Result<()> {
         return Ok(());
     }
     let from = match &entry.origin {
-        Origin::Installed { source, digest } if !is_installed(&entry.manifest.name, digest)? => {
-            format!("published, not installed: {source}, component {digest}")
-        }
         Origin::Installed { source, digest } => {
             format!("installed from {source}, component {digest}")
+        }
+        Origin::Registry { reference, digest } => {
+            format!("published as {reference}, component {digest}")
         }
         _ => origin(&entry).to_string(),
     };
@@ -178,17 +178,12 @@ fn local_entry(name: &str) -> anyhow::Result<Option<Entry>> {
 
 fn published_entry(published: registry::Published) -> Entry {
     Entry {
-        origin: Origin::Installed {
-            source: published.reference.to_string(),
+        origin: Origin::Registry {
+            reference: published.reference.to_string(),
             digest: published.layer_digest().to_string(),
         },
         manifest: published.manifest,
     }
-}
-
-fn is_installed(name: &str, digest: &str) -> anyhow::Result<bool> {
-    let lock = Installation::from_env().lock()?;
-    Ok(lock.get(name).is_some_and(|l| l.digest == digest))
 }
 
 fn install(spec: &str, registry: Option<&str>, yes: bool, force: bool) -> anyhow::Result<()> {
@@ -384,5 +379,6 @@ fn origin(e: &Entry) -> &str {
         Origin::Stock => "stock",
         Origin::File(_) => "file",
         Origin::Installed { .. } => "installed",
+        Origin::Registry { .. } => "registry",
     }
 }

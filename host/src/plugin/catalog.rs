@@ -25,6 +25,11 @@ pub enum Origin {
         source: String,
         digest: String,
     },
+    /// Published in a registry, described by its OCI manifest (`plugin info`).
+    Registry {
+        reference: String,
+        digest: String,
+    },
 }
 
 /// A plugin's manifest without compiling it (for listings).
