@@ -306,11 +306,14 @@ fn install_by_requirement_and_by_digest_then_pin() {
 
     let out = user.ok(&[&["install", "registry-demo@~1.0"][..], &r].concat());
     assert!(out.contains("installed registry-demo 1.0.0"), "{out}");
-    let out = user.ok(&[&["install", "registry-demo"][..], &r].concat());
+    let by_tag = format!("{}/rehost-plugins/registry-demo:1.1.0", registry.addr);
+    let out = user.ok(&["install", &by_tag, "--yes"]);
     assert!(
         out.contains("installed registry-demo 1.1.0 (was 1.0.0)"),
         "{out}"
     );
+    let out = user.ok(&[&["install", "registry-demo"][..], &r].concat());
+    assert!(out.contains("installed registry-demo 1.1.0\n"), "{out}");
 
     // Pinned by digest: exactly that artifact, and `update` leaves it alone.
     let digest = v1.rsplit_once('@').unwrap().1;
