@@ -91,28 +91,7 @@ impl FromStr for DiskFormat {
     }
 }
 
-/// The virtual hardware the guest boots on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// What a VirtualBox OVA gets: SATA AHCI disk, Intel e1000 NIC.
-    VirtualBox,
-    /// virtio-blk disk, virtio-net NIC.
-    Kvm,
-}
-
-impl FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "virtualbox" => Ok(Target::VirtualBox),
-            "kvm" => Ok(Target::Kvm),
-            other => Err(format!(
-                "unknown target {other:?} (expected virtualbox or kvm)"
-            )),
-        }
-    }
-}
+pub use crate::target::Target;
 
 /// qemu's accelerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,7 +150,7 @@ impl BootTestOptions {
         BootTestOptions {
             disk,
             format,
-            target: Target::VirtualBox,
+            target: Target::Virtualbox,
             memory_mib: 1024,
             accel: Accel::from_env(),
             timeout: Duration::from_secs(600),
@@ -302,7 +281,7 @@ pub fn qemu_args(opts: &BootTestOptions) -> Vec<OsString> {
     args.extend(strs(&["-snapshot", "-drive"]));
     args.push(drive);
     args.extend(match opts.target {
-        Target::VirtualBox => strs(&[
+        Target::Virtualbox => strs(&[
             "-device",
             "ahci,id=ahci",
             "-device",

@@ -576,7 +576,7 @@ fn check_guest(
         fs_uuid: new_root.uuid.clone(),
         fs_label: new_root.label.clone(),
         device: new_root.device.clone(),
-        target: req.target.into(),
+        target: req.target,
         boot_entries: entries
             .iter()
             .map(|e| check::BootEntry {

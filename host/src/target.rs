@@ -12,6 +12,14 @@ pub enum Target {
 }
 
 impl Target {
+    /// The name people know the hypervisor by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Virtualbox => "VirtualBox",
+            Target::Kvm => "KVM",
+        }
+    }
+
     /// The root partition's device name inside the VM.
     pub fn root_device(self) -> &'static str {
         match self {
@@ -30,24 +38,6 @@ impl std::str::FromStr for Target {
             other => Err(format!(
                 "unknown target {other:?} (expected virtualbox or kvm)"
             )),
-        }
-    }
-}
-
-impl From<Target> for crate::check::Target {
-    fn from(t: Target) -> Self {
-        match t {
-            Target::Virtualbox => crate::check::Target::Virtualbox,
-            Target::Kvm => crate::check::Target::Kvm,
-        }
-    }
-}
-
-impl From<Target> for crate::boot_test::Target {
-    fn from(t: Target) -> Self {
-        match t {
-            Target::Virtualbox => crate::boot_test::Target::VirtualBox,
-            Target::Kvm => crate::boot_test::Target::Kvm,
         }
     }
 }

@@ -122,7 +122,7 @@ fn direct_kernel_boot_passes_kernel_initrd_and_command_line() {
 #[test]
 fn options_default_to_virtualbox_and_a_log_beside_the_disk() {
     let opts = BootTestOptions::new("/images/out.vdi", DiskFormat::Vdi, "pw");
-    assert_eq!(opts.target, Target::VirtualBox);
+    assert_eq!(opts.target, Target::Virtualbox);
     assert_eq!(opts.memory_mib, 1024);
     assert_eq!(opts.timeout, Duration::from_secs(600));
     assert_eq!(opts.user, "root");

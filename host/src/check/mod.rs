@@ -29,24 +29,7 @@ pub use boot::discover_boot_entries;
 pub use findings::{Finding, Report, Severity};
 use resolve::GuestRoot;
 
-/// The virtual hardware the disk is meant for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// SATA AHCI disk controller and an Intel e1000 NIC (the seed's VirtualBox VM).
-    Virtualbox,
-    /// virtio-blk disk and virtio-net NIC.
-    Kvm,
-}
-
-impl Target {
-    fn name(self) -> &'static str {
-        match self {
-            Target::Virtualbox => "VirtualBox",
-            Target::Kvm => "KVM",
-        }
-    }
-}
+pub use crate::target::Target;
 
 /// One kernel the bootloader will boot; paths are guest paths.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -36,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     let mut opts = BootTestOptions::new(&args.disk, format, args.password);
-    opts.target = args.target.into();
+    opts.target = args.target;
     opts.timeout = Duration::from_secs(args.timeout);
     opts.commands = args.commands;
     let report = boot_test::run(&opts)?;

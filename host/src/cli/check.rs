@@ -47,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fs_uuid: inspection.filesystem.uuid.clone().unwrap_or_default(),
         fs_label: inspection.filesystem.label.clone(),
         device: args.target.root_device().to_string(),
-        target: args.target.into(),
+        target: args.target,
         boot_entries: vec![],
     })?;
     mounted.unmount()?;
