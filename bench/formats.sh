@@ -6,12 +6,15 @@
 # usage: bench/formats.sh            (as root; needs qemu-utils, e2fsprogs, time)
 #   BENCH_DIR=/var/tmp/rehost-bench  where the disks are built (once) and outputs go
 #   THREADS=0                        compression threads for ours (0 = all cores)
+#   WRITE_FORMAT=path                use this write_format binary instead of building it
+#   REPEAT=3                         runs per command (the fastest counts)
 # The disks are kept for later runs; outputs are deleted after each measurement.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bench_dir=${BENCH_DIR:-/var/tmp/rehost-bench}
 threads=${THREADS:-0}
+repeat=${REPEAT:-3}
 mkdir -p "$bench_dir"
 
 for tool in qemu-img mke2fs /usr/bin/time; do
@@ -32,7 +35,7 @@ build_disk() { # NAME SIZE
   fi
   echo "== building $disk ($2 ext4)"
   rm -f "$disk.tmp"
-  mke2fs -q -t ext4 -L bench -d "$bench_dir/tree" "$disk.tmp" "$2"
+  mke2fs -q -t ext4 -L bench -d "$bench_dir/tree" "$disk.tmp" "$2" >/dev/null
   mv "$disk.tmp" "$disk"
 }
 build_disk disk4g 4G
@@ -40,43 +43,58 @@ build_disk disk64g 64G
 rm -rf "$bench_dir/tree"
 
 # 2. The bench binary (release build of host/examples/write_format.rs).
-echo "== building the write_format example (release)"
-(cd "$repo" && cargo build -q --release -p rehost --example write_format)
-ours=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/write_format
+ours=${WRITE_FORMAT:-}
+if [ -z "$ours" ]; then
+  echo "== building the write_format example (release)"
+  (cd "$repo" && cargo build -q --release -p rehost --example write_format)
+  ours=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/write_format
+fi
 
-# 3. Measurements.
+# 3. Measurements. Each command runs REPEAT times; a row shows the fastest run's wall
+# and CPU (user + sys) seconds, and the highest peak RSS. On a busy machine, CPU time
+# is the steadier comparison.
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
-# run OUTPUT CMD... : prints "seconds rss_kib bytes" and removes the output.
-run() {
-  local out=$1
+# measure OUTPUT CMD... : prints "wall cpu rss_kib bytes" and removes the output.
+measure() {
+  local out=$1 best_wall="" best_cpu="" rss=0 wall user sys peak bytes
   shift
+  for _ in $(seq "$repeat"); do
+    rm -f "$out"
+    /usr/bin/time -f '%e %U %S %M' -o "$bench_dir/time.txt" "$@" >/dev/null
+    read -r wall user sys peak <"$bench_dir/time.txt"
+    bytes=$(stat -c %s "$out")
+    if [ -z "$best_wall" ] || awk -v a="$wall" -v b="$best_wall" 'BEGIN { exit !(a < b) }'; then
+      best_wall=$wall
+      best_cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+    fi
+    [ "$peak" -gt "$rss" ] && rss=$peak
+  done
   rm -f "$out"
-  /usr/bin/time -f '%e %M' -o "$bench_dir/time.txt" "$@" >/dev/null
-  echo "$(cat "$bench_dir/time.txt") $(stat -c %s "$out")"
-  rm -f "$out"
+  echo "$best_wall $best_cpu $rss $bytes"
 }
 
-row() { # DISK FORMAT QEMU_ARGS OUR_FORMAT
-  local disk=$bench_dir/$1.raw qs qrss qbytes os orss obytes
+row() { # DISK LABEL QEMU_ARGS OUR_FORMAT
+  local disk=$bench_dir/$1.raw qw qc qrss qbytes ow oc orss obytes
   # shellcheck disable=SC2086
-  read -r qs qrss qbytes < <(run "$bench_dir/q.out" qemu-img convert -f raw $3 "$disk" "$bench_dir/q.out")
-  read -r os orss obytes < <(run "$bench_dir/o.out" "$ours" "$4" "$disk" "$bench_dir/o.out" "$threads")
-  printf '%-8s %-17s %8s %8s %7.2fx %10s %10s %6s %9s %9s\n' "$1" "$2" "$qs" "$os" \
-    "$(awk -v q="$qs" -v o="$os" 'BEGIN { print (o > 0 ? q / o : 0) }')" \
-    "$(mib "$qbytes")" "$(mib "$obytes")" \
-    "$(awk -v q="$qbytes" -v o="$obytes" 'BEGIN { printf "%.3f", o / q }')" \
+  read -r qw qc qrss qbytes < <(measure "$bench_dir/q.out" qemu-img convert -f raw $3 "$disk" "$bench_dir/q.out")
+  read -r ow oc orss obytes < <(measure "$bench_dir/o.out" "$ours" "$4" "$disk" "$bench_dir/o.out" "$threads")
+  printf '%-8s %-17s %7s %7s %6sx %7s %7s %6sx %9s %9s %6s %7s %7s\n' "$1" "$2" \
+    "$qw" "$ow" "$(ratio "$qw" "$ow")" "$qc" "$oc" "$(ratio "$qc" "$oc")" \
+    "$(mib "$qbytes")" "$(mib "$obytes")" "$(ratio "$obytes" "$qbytes")" \
     "$(mib $((qrss * 1024)))" "$(mib $((orss * 1024)))"
 }
 
-echo "== $(nproc) cores; data in the disks: $(du -h "$bench_dir/disk4g.raw" | cut -f1) (4 GiB disk), $(du -h "$bench_dir/disk64g.raw" | cut -f1) (64 GiB disk)"
+echo "== $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); data in the disks:" \
+  "$(du -h "$bench_dir/disk4g.raw" | cut -f1) (4 GiB disk), $(du -h "$bench_dir/disk64g.raw" | cut -f1) (64 GiB disk)"
 # Warm the page cache with the source data (reads data extents only).
 for d in disk4g disk64g; do
   "$ours" raw "$bench_dir/$d.raw" "$bench_dir/warm.out" >/dev/null && rm -f "$bench_dir/warm.out"
 done
-printf '%-8s %-17s %8s %8s %8s %10s %10s %6s %9s %9s\n' disk format "qemu s" "ours s" speedup \
-  "qemu MiB" "ours MiB" size "qemu RSS" "ours RSS"
+printf '%-8s %-17s %7s %7s %7s %7s %7s %7s %9s %9s %6s %7s %7s\n' disk format \
+  "qemu s" "ours s" faster "qemu cpu" "ours cpu" "less" "qemu MiB" "ours MiB" size "qemu RSS" "ours RSS"
 for disk in disk4g disk64g; do
   row "$disk" raw "-O raw" raw
   row "$disk" qcow2 "-O qcow2" qcow2
@@ -84,4 +102,5 @@ for disk in disk4g disk64g; do
   row "$disk" vmdk-stream "-O vmdk -o subformat=streamOptimized" vmdk
   row "$disk" vdi "-O vdi" vdi
 done
-echo "(size = ours / qemu output bytes; RSS = peak resident MiB; page cache warm, no fsync on either side)"
+echo "(best of $repeat runs; faster/less = qemu / ours; size = ours / qemu bytes; RSS = peak resident MiB;"
+echo " page cache warm, no fsync on either side, as qemu-img convert's default cache=unsafe)"

@@ -179,9 +179,8 @@ pub fn write_disk(
         Format::VmdkStreamOptimized => vmdk::write(source, size, out, threads, &ctl, opts.sha256)?,
     };
     let sha256 = match sha256 {
-        Some(digest) => Some(digest),
         None if opts.sha256 => Some(out.sha256(bytes)?),
-        None => None,
+        digest => digest,
     };
     Ok(Written { bytes, sha256 })
 }

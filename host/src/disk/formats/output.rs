@@ -12,6 +12,8 @@ use crate::disk::extents::data_extents;
 
 /// Appends are gathered into writes of this size.
 const APPEND_BUFFER: usize = 1 << 20;
+/// Appends at least this large are written as they are (no copy).
+const DIRECT_WRITE: usize = 1 << 16;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Output<'a> {
@@ -58,6 +60,7 @@ impl<'a> Output<'a> {
         let zeros = vec![0u8; APPEND_BUFFER];
         let mut pos = self.base;
         let data = extents.iter().filter(|e| e.end() > self.base);
+        // The final empty range at `end` hashes the trailing hole.
         for (from, to) in data
             .map(|e| (e.offset.max(self.base), e.end()))
             .chain([(end, end)])
@@ -113,19 +116,21 @@ impl<'a> Appender<'a> {
         self.pos + self.buf.len() as u64
     }
 
+    /// Appends `data`: small pieces are gathered, large ones written directly.
     pub fn write(&mut self, data: &[u8]) -> Result<(), FormatError> {
         if let Some(hasher) = &mut self.hasher {
             hasher.update(data);
         }
+        if data.len() >= DIRECT_WRITE {
+            self.flush()?;
+            self.out.write_at(data, self.pos)?;
+            self.pos += data.len() as u64;
+            return Ok(());
+        }
         if self.buf.len() + data.len() > APPEND_BUFFER {
             self.flush()?;
         }
-        if data.len() >= APPEND_BUFFER {
-            self.out.write_at(data, self.pos)?;
-            self.pos += data.len() as u64;
-        } else {
-            self.buf.extend_from_slice(data);
-        }
+        self.buf.extend_from_slice(data);
         Ok(())
     }
 

@@ -1,8 +1,9 @@
-//! Driving a conversion over the source batches: in order on the calling thread, or
-//! through worker threads (reader -> N workers -> in-order writer) for compression.
+//! Driving a conversion over the source batches: a reader thread, optional worker
+//! threads transforming batches (compression), and the in-order writer on the calling
+//! thread. Reading always runs on a thread of its own, so reads and writes overlap.
 //!
-//! Both check for cancellation between batches and report progress as batches are
-//! written.
+//! The writer checks for cancellation between batches and reports progress as
+//! batches are written; the reader stops at cancellation too.
 
 use std::thread;
 
@@ -16,17 +17,9 @@ use super::FormatError;
 pub(crate) fn sequential(
     src: &Source,
     ctl: &Control,
-    mut sink: impl FnMut(Batch) -> Result<(), FormatError>,
+    sink: impl FnMut(Batch) -> Result<(), FormatError>,
 ) -> Result<(), FormatError> {
-    ctl.start(src.data_bytes());
-    for batch in src.batches() {
-        ctl.check()?;
-        let batch = batch?;
-        let read = batch.read;
-        sink(batch)?;
-        ctl.advance(read);
-    }
-    ctl.check()
+    parallel(src, 0, ctl, || |batch| batch, sink)
 }
 
 /// What the in-order writer takes next: a batch being transformed, or a read error
@@ -36,9 +29,9 @@ enum Next<T> {
     Failed(FormatError),
 }
 
-/// Transforms every batch on `threads` worker threads and hands the results to `sink`
-/// in disk order, on the calling thread. `worker` makes each thread's transform (so it
-/// can own reusable state such as a compressor).
+/// Transforms every batch on `threads` worker threads (on the reader thread if 0) and
+/// hands the results to `sink` in disk order, on the calling thread. `worker` makes
+/// each thread's transform (so it can own reusable state such as a compressor).
 ///
 /// Memory stays bounded: the reader may run at most `2 × threads + 2` batches ahead of
 /// the writer, whatever the disk size.
@@ -55,14 +48,15 @@ where
     F: FnMut(Batch) -> T,
 {
     ctl.start(src.data_bytes());
-    let threads = threads.max(1);
     thread::scope(|scope| {
-        let (work_tx, work_rx) = bounded::<(Batch, Sender<T>)>(threads);
+        let (work_tx, work_rx) = bounded::<(Batch, Sender<T>)>(threads.max(1));
         let (order_tx, order_rx) = bounded::<Next<T>>(2 * threads + 2);
 
         // Reader. The writer's order queue is filled before the work queue, so a slow
         // writer stops the reader. Each step ends quietly once the writer has gone.
+        let worker = &worker;
         scope.spawn(move || {
+            let mut inline = (threads == 0).then(worker);
             for batch in src.batches() {
                 if ctl.check().is_err() {
                     break;
@@ -79,15 +73,19 @@ where
                     read: batch.read,
                     result,
                 };
-                if order_tx.send(pending).is_err() || work_tx.send((batch, result_tx)).is_err() {
+                if order_tx.send(pending).is_err() {
                     break;
+                }
+                match inline.as_mut() {
+                    Some(transform) => drop(result_tx.send(transform(batch))),
+                    None if work_tx.send((batch, result_tx)).is_err() => break,
+                    None => {}
                 }
             }
         });
 
         for _ in 0..threads {
             let work_rx = work_rx.clone();
-            let worker = &worker;
             scope.spawn(move || {
                 let mut transform = worker();
                 for (batch, result_tx) in work_rx {

@@ -43,8 +43,9 @@ pub(crate) fn write(
     match compression {
         None => pipeline::sequential(&src, ctl, |batch| {
             batch
-                .nonzero_units()
-                .try_for_each(|(index, data)| image.put_raw(index, data))
+                .nonzero_runs()
+                .into_iter()
+                .try_for_each(|(offset, run)| image.put_raw(offset / CLUSTER, run))
         })?,
         Some(threads) => pipeline::parallel(
             &src,
@@ -138,18 +139,23 @@ impl<'a> Image<'a> {
         self.refcounts[cluster] += 1;
     }
 
-    /// Appends one cluster of data, cluster-aligned.
-    fn put_raw(&mut self, index: u64, data: &[u8]) -> Result<(), FormatError> {
+    /// Appends whole clusters of data (disk clusters `first..`), cluster-aligned.
+    fn put_raw(&mut self, first: u64, data: &[u8]) -> Result<(), FormatError> {
         if let Some(packing) = self.packing.as_mut().filter(|p| !p.parked) {
-            // (A packing cluster is never empty: it is dropped when it fills exactly.)
-            // Keep the packing cluster's slot; later payloads that fit still go there.
+            // The packing cluster (never empty) keeps its slot at the tail, so later
+            // payloads that fit can still go there.
             self.tail.skip(CLUSTER)?;
             packing.parked = true;
         }
         let host = self.tail.position();
         self.tail.write(data)?;
-        self.add_ref(host);
-        self.set_l2(index, host | COPIED);
+        for (i, at) in (host..host + data.len() as u64)
+            .step_by(CLUSTER as usize)
+            .enumerate()
+        {
+            self.add_ref(at);
+            self.set_l2(first + i as u64, at | COPIED);
+        }
         Ok(())
     }
 
@@ -168,9 +174,8 @@ impl<'a> Image<'a> {
         });
         let host = packing.host + packing.bytes.len() as u64;
         packing.bytes.extend_from_slice(payload);
-        if packing.bytes.len() as u64 >= CLUSTER {
-            // Only an unparked cluster gets here: it is the tail, so it is written and
-            // the overflow starts the next cluster.
+        if !packing.parked && packing.bytes.len() as u64 >= CLUSTER {
+            // An unparked cluster is the tail: write it; the overflow starts the next.
             self.tail.write(&packing.bytes[..CLUSTER as usize])?;
             packing.bytes.drain(..CLUSTER as usize);
             packing.host += CLUSTER;
@@ -294,6 +299,86 @@ impl Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
+    use std::process::Command;
+
+    enum Step {
+        Deflated(usize),
+        Raw,
+    }
+
+    /// Payload packing around raw clusters: spills into the next cluster, parks,
+    /// fills a parked cluster exactly, moves on when a payload does not fit. The
+    /// payloads are not real deflate streams, so this checks the layout: every L2
+    /// entry points at its own bytes, and qemu-img check agrees with the refcounts.
+    #[test]
+    fn packs_payloads_around_raw_clusters() {
+        use Step::*;
+        let steps = [
+            Deflated(30000),
+            Deflated(40000), // spills into the next cluster
+            Raw,             // parks the packing cluster (4464 bytes used)
+            Deflated(61072), // fills the parked cluster exactly
+            Deflated(100),   // starts a new one at the tail
+            Raw,
+            Raw,
+            Deflated(5000),  // still fits in the parked cluster
+            Deflated(65535), // does not: a new cluster at the tail
+            Deflated(1),
+        ];
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut image = Image::new(Output::new(file.as_file(), 0).unwrap(), 64 << 20);
+        let payload = |i: usize, len: usize| vec![i as u8 + 1; len];
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                Deflated(len) => image.put_compressed(i as u64, &payload(i, len)).unwrap(),
+                Raw => image
+                    .put_raw(i as u64, &payload(i, CLUSTER as usize))
+                    .unwrap(),
+            }
+        }
+        image.finish().unwrap();
+
+        let read = |offset: u64, len: usize| {
+            let mut buf = vec![0u8; len];
+            file.as_file().read_exact_at(&mut buf, offset).unwrap();
+            buf
+        };
+        let be64 = |offset: u64| u64::from_be_bytes(read(offset, 8).try_into().unwrap());
+        let l2 = be64(be64(40)) & !COPIED;
+        for (i, step) in steps.iter().enumerate() {
+            let entry = be64(l2 + 8 * i as u64);
+            let (host, len) = match *step {
+                Deflated(len) => {
+                    assert_eq!(entry & (COPIED | COMPRESSED), COMPRESSED, "step {i}");
+                    let host = entry & ((1 << CSIZE_SHIFT) - 1);
+                    let sectors = (entry >> CSIZE_SHIFT) & 0xff;
+                    assert_eq!(
+                        sectors,
+                        (host + len as u64 - 1) / 512 - host / 512,
+                        "step {i}"
+                    );
+                    (host, len)
+                }
+                Raw => {
+                    assert_eq!(entry & (COPIED | COMPRESSED), COPIED, "step {i}");
+                    (entry & !COPIED, CLUSTER as usize)
+                }
+            };
+            assert_eq!(read(host, len), payload(i, len), "step {i} at {host}");
+        }
+
+        let check = Command::new("qemu-img")
+            .args(["check", "-f", "qcow2"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success() && report.contains("No errors"),
+            "{report}"
+        );
+    }
 
     #[test]
     fn refcount_structures_cover_themselves() {
