@@ -536,3 +536,55 @@ fn kernel_versions_compare_numerically() {
     );
     assert_eq!(compare_versions("2.6.18-348.el5", "2.6.18-348.el5"), Equal);
 }
+
+#[test]
+fn leaves_the_gettys_xen_console_set_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    centos5_tree(dir, true);
+    // /etc/inittab as the xen-console fixer, which runs first, leaves it.
+    let after_xen_console = SEED_INITTAB.replace(
+        "xvc0:2345:respawn:/sbin/mingetty xvc0\n",
+        "S0:2345:respawn:/sbin/agetty -L 115200 ttyS0 vt100\n",
+    );
+    fs::write(dir.join("etc/inittab"), &after_xen_console).unwrap();
+    let guest = DirGuest::new(dir);
+    let mut report = Report::default();
+    let context = ctx(TargetHardware::Virtualbox, "runlevel = 5\ndesktop = true\n");
+    Centos5Xen2Kvm::fix(&guest, &context, &mut report).unwrap();
+    assert_eq!(
+        read(dir, "etc/inittab"),
+        after_xen_console.replace("id:3:initdefault:", "id:5:initdefault:")
+    );
+    assert!(
+        !report.warnings.iter().any(|w| w.contains("xen-console")),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
+fn a_failing_command_names_itself_and_stops_the_fixer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    centos5_tree(dir, false);
+    let mut guest = DirGuest::new(dir);
+    guest.command_output = rehost_sdk::fixer::Output {
+        status: 1,
+        stdout: String::new(),
+        stderr: "Cannot find a valid baseurl for repo: base\n".into(),
+    };
+    let context = ctx(TargetHardware::Virtualbox, "");
+    let err = Centos5Xen2Kvm::fix(&guest, &context, &mut Report::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("`/usr/bin/yum -y install kernel mkinitrd grub` failed in the guest"),
+        "{text}"
+    );
+    assert!(text.contains("Cannot find a valid baseurl"), "{text}");
+    assert!(
+        !dir.join("boot/grub").exists(),
+        "no step after the failure ran"
+    );
+    assert_eq!(read(dir, "etc/rc.local"), RC_LOCAL);
+}
