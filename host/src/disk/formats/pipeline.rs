@@ -76,10 +76,16 @@ where
                 if order_tx.send(pending).is_err() {
                     break;
                 }
-                match inline.as_mut() {
-                    Some(transform) => drop(result_tx.send(transform(batch))),
-                    None if work_tx.send((batch, result_tx)).is_err() => break,
-                    None => {}
+                let handed_on = match inline.as_mut() {
+                    Some(transform) => {
+                        // As in the workers: a result the writer no longer wants is dropped.
+                        let _ = result_tx.send(transform(batch));
+                        true
+                    }
+                    None => work_tx.send((batch, result_tx)).is_ok(),
+                };
+                if !handed_on {
+                    break;
                 }
             }
         });

@@ -59,11 +59,6 @@ impl<'a> Source<'a> {
         data_bytes(&self.extents)
     }
 
-    /// Number of units covering the disk, the last one possibly partial.
-    pub fn units(&self) -> u64 {
-        self.size.div_ceil(self.unit)
-    }
-
     /// The batches that hold data, in disk order.
     pub fn batches(&self) -> impl Iterator<Item = Result<Batch, FormatError>> + '_ {
         let mut next = 0u64;
@@ -82,7 +77,7 @@ impl<'a> Source<'a> {
     }
 
     fn read_batch(&self, offset: u64, extents: &[Extent]) -> Result<Batch, FormatError> {
-        let padded_end = self.units() * self.unit;
+        let padded_end = self.size.next_multiple_of(self.unit);
         let end = (offset + self.batch).min(padded_end);
         let len = (end - offset) as usize;
         let mut buf = vec![0u8; len + PAGE];
@@ -95,9 +90,9 @@ impl<'a> Source<'a> {
             if from >= to {
                 continue;
             }
-            let buf = &mut data[(from - offset) as usize..(to - offset) as usize];
+            let piece = &mut data[(from - offset) as usize..(to - offset) as usize];
             self.file
-                .read_exact_at(buf, from)
+                .read_exact_at(piece, from)
                 .map_err(|source| FormatError::Read {
                     offset: from,
                     source,
