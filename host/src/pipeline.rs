@@ -95,7 +95,7 @@ pub fn plan(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Resul
     let lower = mount::mount_image(
         &req.input,
         &MountOptions {
-            fstype: mount_fstype(&inspection),
+            fstype: inspection.filesystem.fstype,
             offset: inspection.layout.offset,
             length: Some(inspection.layout.length),
             read_only: true,
@@ -155,7 +155,7 @@ pub fn convert(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Re
     let mounted = mount::mount_image(
         &layout.disk,
         &MountOptions {
-            fstype: mount_fstype(&inspection),
+            fstype: inspection.filesystem.fstype,
             offset: mbr::PARTITION_OFFSET,
             length: Some(layout.fs_bytes),
             read_only: false,
@@ -401,14 +401,6 @@ fn layout(
     drop(src);
     std::fs::remove_file(&bare)?;
     Ok(Layout { disk, fs_bytes })
-}
-
-fn mount_fstype(inspection: &Inspection) -> mount::FsType {
-    match inspection.filesystem.fstype.as_str() {
-        "ext2" => mount::FsType::Ext2,
-        "ext3" => mount::FsType::Ext3,
-        _ => mount::FsType::Ext4,
-    }
 }
 
 /// Stage 4: each fixer in order against the mounted guest. Returns what each did

@@ -27,11 +27,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // e2fsck first, read-only: the disk is not changed by checking it.
     let fsck = ext::fsck(&location, FsckMode::CheckOnly);
     super::enter_namespace()?;
-    let fstype = match inspection.filesystem.fstype.as_str() {
-        "ext2" => mount::FsType::Ext2,
-        "ext3" => mount::FsType::Ext3,
-        _ => mount::FsType::Ext4,
-    };
+    let fstype = inspection.filesystem.fstype;
     let mounted = mount::mount_image(
         &args.disk,
         &MountOptions {
