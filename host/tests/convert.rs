@@ -353,3 +353,44 @@ fn sigint_during_a_conversion_leaves_nothing_behind() {
 fn sigterm_during_a_conversion_leaves_nothing_behind() {
     interrupt_conversion(libc::SIGTERM, std::time::Duration::from_secs(8));
 }
+
+#[test]
+fn plan_on_the_centos5_fixture_shows_the_seeds_edits() {
+    let centos = fixture("build-centos5.sh");
+    let before = sha256(&centos);
+    let result = rehost(&["plan", centos.to_str().unwrap(), "--target", "virtualbox"]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for expected in [
+        "### fixer xen-console",
+        "-xvc0:2345:respawn:/sbin/mingetty xvc0",
+        "### fixer centos5-xen2kvm",
+        "-alias scsi_hostadapter xenblk",
+        "+alias scsi_hostadapter ata_piix",
+        "run /usr/bin/yum -y install kernel mkinitrd grub",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "plan lacks {expected:?}:\n{stdout}"
+        );
+    }
+    assert_eq!(sha256(&centos), before, "plan changed the source image");
+}
+
+#[test]
+fn a_fixer_failing_half_way_leaves_no_output_and_names_fixer_and_step() {
+    let centos = fixture("build-centos5.sh");
+    let hostile = Path::new(rehost::plugin::stock::WASM_DIR).join("hostile.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(&config, "[fixer.hostile]\nattack = \"write-outside\"\n").unwrap();
+    assert_refused(
+        &centos,
+        &["--fixer", "xen-console", "--fixer", hostile.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        "fixer hostile failed; no output was written: plugin hostile: `fix` failed: denied: plugin hostile: write /etc/shadow",
+    );
+}
