@@ -22,6 +22,7 @@
 
 pub mod files;
 pub mod fixer;
+pub mod source;
 
 /// Generated bindings, one module per world. Plugin code uses the facades instead.
 #[doc(hidden)]
@@ -33,6 +34,18 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "export_fixer_world",
             default_bindings_module: "rehost_sdk::bindings::fixer",
+        });
+    }
+
+    pub mod source {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "source",
+            pub_export_macro: true,
+            export_macro_name: "export_source_world",
+            default_bindings_module: "rehost_sdk::bindings::source",
+            // Its own types and log: source code never calls into the fixer
+            // bindings (`rehost_sdk::source::{Error, Result}`).
         });
     }
 }
@@ -59,6 +72,23 @@ macro_rules! manifest {
         #[link_section = "rehost-manifest"]
         #[used]
         static __REHOST_MANIFEST: [u8; include_bytes!($path).len()] = *include_bytes!($path);
+    };
+}
+
+/// Exports a [`source::Source`] implementation as the component's `fetch` function.
+#[macro_export]
+macro_rules! export_source {
+    ($source:ty) => {
+        #[doc(hidden)]
+        pub struct __RehostSourceExport;
+        impl $crate::bindings::source::Guest for __RehostSourceExport {
+            fn fetch(
+                config: ::std::string::String,
+            ) -> ::core::result::Result<$crate::source::SourceReport, $crate::source::Error> {
+                <$source as $crate::source::Source>::fetch(&config)
+            }
+        }
+        $crate::bindings::source::export_source_world!(__RehostSourceExport with_types_in $crate::bindings::source);
     };
 }
 

@@ -10,6 +10,7 @@ pub mod lockfile;
 pub mod manifest;
 pub mod registry;
 pub mod runtime;
+pub mod source_host;
 pub mod stock;
 
 pub use fixer_host::{CommandRunner, FixerCall, FixerOutcome};
