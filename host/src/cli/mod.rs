@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod boot_test;
 mod check;
 mod convert;
+mod fetch;
 mod fix;
 mod inspect;
 mod plan;
@@ -33,6 +34,8 @@ pub struct Cli {
 enum Command {
     /// Convert a cloud instance into a disk that boots on its own.
     Convert(convert::Args),
+    /// Run only the source step: copy a cloud instance's data into a raw work image.
+    Fetch(fetch::Args),
     /// Show what an image is (filesystem, OS, kernels, Xen-isms), read without mounting.
     Inspect(inspect::Args),
     /// Show what the fixers would change (diffs, commands) without writing anything.
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Convert(args) => convert::run(args),
+        Command::Fetch(args) => fetch::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Check(args) => check::run(args),
