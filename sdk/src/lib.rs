@@ -22,6 +22,7 @@
 
 pub mod files;
 pub mod fixer;
+pub mod packager;
 pub mod source;
 
 /// Generated bindings, one module per world. Plugin code uses the facades instead.
@@ -34,6 +35,18 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "export_fixer_world",
             default_bindings_module: "rehost_sdk::bindings::fixer",
+        });
+    }
+
+    pub mod packager {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "packager",
+            pub_export_macro: true,
+            export_macro_name: "export_packager_world",
+            default_bindings_module: "rehost_sdk::bindings::packager",
+            // Nothing shared with the fixer bindings: code using them would make a
+            // packager component import the whole fixer world (guest-fs included).
         });
     }
 
@@ -72,6 +85,25 @@ macro_rules! manifest {
         #[link_section = "rehost-manifest"]
         #[used]
         static __REHOST_MANIFEST: [u8; include_bytes!($path).len()] = *include_bytes!($path);
+    };
+}
+
+/// Exports a [`packager::Packager`] implementation as the component's
+/// `package-disk` function.
+#[macro_export]
+macro_rules! export_packager {
+    ($packager:ty) => {
+        #[doc(hidden)]
+        pub struct __RehostPackagerExport;
+        impl $crate::bindings::packager::Guest for __RehostPackagerExport {
+            fn package_disk(
+                settings: $crate::packager::VmSettings,
+            ) -> ::core::result::Result<$crate::packager::PackageReport, $crate::packager::Error>
+            {
+                $crate::packager::run::<$packager>(settings)
+            }
+        }
+        $crate::bindings::packager::export_packager_world!(__RehostPackagerExport with_types_in $crate::bindings::packager);
     };
 }
 

@@ -19,6 +19,17 @@ pub mod source {
     });
 }
 
+pub mod packager {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "packager",
+        with: {
+            "rehost:plugin/types": super::fixer::rehost::plugin::types,
+            "rehost:plugin/log": super::fixer::rehost::plugin::log,
+        },
+    });
+}
+
 /// The `guest-fs/root` resource: one per fixer call, standing for the guest root
 /// the call's store was created for (the host state holds the real handle).
 pub struct RootHandle;

@@ -8,6 +8,7 @@ pub mod grants;
 pub mod journal;
 pub mod lockfile;
 pub mod manifest;
+pub mod packager_host;
 pub mod registry;
 pub mod runtime;
 pub mod source_host;
