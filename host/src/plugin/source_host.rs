@@ -392,7 +392,7 @@ impl State {
         url: &str,
         headers: &[(String, String)],
     ) -> Result<ureq::http::Request<Vec<u8>>, types::Error> {
-        let host = http::host_of(url).map_err(|e| types::Error::Invalid(e))?;
+        let host = http::host_of(url).map_err(types::Error::Invalid)?;
         self.check_host(&host)?;
         let mut filled = Vec::with_capacity(headers.len());
         for (k, v) in headers {
@@ -698,7 +698,11 @@ impl wit::Host for State {
     fn http(&mut self, request: wit::HttpRequest) -> Result<wit::HttpResponse, types::Error> {
         self.check_cancel("http")?;
         let prepared = self.prepare("http", &request, &request.url, &request.headers)?;
-        let (status, headers, body) = http::exchange(prepared, Self::timeout(&request))
+        let http::Reply {
+            status,
+            headers,
+            body,
+        } = http::exchange(prepared, Self::timeout(&request))
             .map_err(|e| self.failed("http", e))?;
         self.learn_tokens(&headers);
         tracing::debug!(plugin = %self.plugin, "http: {} {} -> {status}", request.method, request.url);

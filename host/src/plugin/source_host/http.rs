@@ -56,11 +56,15 @@ pub fn host_of(url: &str) -> Result<String, String> {
     }
 }
 
+/// A whole response.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 /// Sends a request and reads the whole response.
-pub fn exchange(
-    request: Request<Vec<u8>>,
-    timeout: Duration,
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+pub fn exchange(request: Request<Vec<u8>>, timeout: Duration) -> Result<Reply, String> {
     let what = format!("{} {}", request.method(), request.uri());
     let mut response = agent(timeout, true)
         .run(request)
@@ -72,7 +76,11 @@ pub fn exchange(
         .limit(MAX_BODY)
         .read_to_vec()
         .map_err(|e| format!("{what}: reading the response: {e}"))?;
-    Ok((response.status().as_u16(), headers, body))
+    Ok(Reply {
+        status: response.status().as_u16(),
+        headers,
+        body,
+    })
 }
 
 /// Sends a request whose body will be streamed by the caller.

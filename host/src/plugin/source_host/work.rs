@@ -264,7 +264,7 @@ pub fn mounted_device(mounts: &str, mount_point: &str) -> Option<String> {
         })
         .filter(|(dev, at)| unescape(at) == mount_point && dev.starts_with("/dev/"))
         .map(|(dev, _)| unescape(dev))
-        .last()
+        .next_back()
 }
 
 /// /proc/mounts escapes space, tab, newline and backslash as octal.
