@@ -25,10 +25,21 @@ impl<'a> Output<'a> {
     /// Takes over `file` from `base` on, cutting off anything already there so the
     /// unwritten parts of the image read as zeros.
     pub fn new(file: &'a File, base: u64) -> Result<Self, FormatError> {
-        file.set_len(base).map_err(|source| FormatError::Write {
-            offset: base,
-            source,
-        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| FormatError::Io {
+                op: "reading the output file's size",
+                source,
+            })?
+            .len();
+        // Only when needed: on ext4 a truncation to size 0 makes close() write the
+        // whole file back synchronously ("auto_da_alloc"), which costs seconds.
+        if len > base {
+            file.set_len(base).map_err(|source| FormatError::Write {
+                offset: base,
+                source,
+            })?;
+        }
         Ok(Output { file, base })
     }
 
