@@ -390,7 +390,7 @@ fn a_failing_packager_leaves_no_output_and_keeps_an_older_one() {
 }
 
 #[test]
-fn a_packager_of_the_wrong_kind_or_a_bad_name_is_refused() {
+fn a_plugin_that_is_not_a_packager_is_refused() {
     let runtime = runtime();
     let disk = Disk::new(8 * MIB);
     let fixer = load(&runtime, "xen-console");

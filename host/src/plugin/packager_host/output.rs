@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -64,7 +64,7 @@ enum Mode<'a> {
     /// The output is one file, already written.
     Single,
     Archive {
-        tar: TarWriter<'a>,
+        tar: Box<TarWriter<'a>>,
         names: Vec<String>,
     },
 }
@@ -118,9 +118,18 @@ impl Output<'_> {
             Request::BeginArchive => self.begin_archive().map(|()| None),
             Request::Disk { format, name } => {
                 let (disk, cancel) = (self.disk, self.cancel);
+                // A large disk takes minutes: say how far along it is every tenth.
+                let next = AtomicU64::new(0);
+                let progress = |done: u64, total: u64| {
+                    if done >= next.load(Ordering::Relaxed) {
+                        next.store(done + (total / 10).max(1), Ordering::Relaxed);
+                        tracing::info!(member = %name, done, total, "writing {format}");
+                    }
+                };
                 self.write(&name, |file, at| {
                     let opts = WriteOptions {
                         cancel: Some(cancel),
+                        progress: Some(&progress),
                         ..WriteOptions::default()
                     };
                     formats::write_disk(format, disk.file, disk.size, file, at, &opts)
@@ -149,7 +158,7 @@ impl Output<'_> {
             source,
         })?;
         self.mode = Mode::Archive {
-            tar,
+            tar: Box::new(tar),
             names: Vec::new(),
         };
         Ok(())
