@@ -21,7 +21,6 @@ use serde::Serialize;
 use crate::check;
 use crate::disk::copy::{Control, RangeCopy};
 use crate::disk::ext::{self, FsLocation, FsckMode};
-use crate::disk::formats::{self, Format};
 use crate::disk::{bootloader, mbr};
 use crate::guest::inspect::{self, Inspection};
 use crate::guest::mount::{self, GuestMount, MountOptions};
@@ -31,6 +30,8 @@ use crate::plugin::fixer_host::{
     call_fixer, BootEntry, ChrootCommands, DryRunCommands, FixContext, KernelInfo, NewRoot, OsInfo,
 };
 use crate::plugin::journal;
+use crate::plugin::packager_host::{self, VmSettings};
+use crate::plugin::source_host::{self, FetchOptions};
 use crate::plugin::{catalog, CommandRunner, FixerCall, Grants, Kind, LoadedPlugin, Runtime};
 use crate::target::Target;
 
@@ -45,7 +46,10 @@ const DEFAULT_HEADROOM: u64 = 1 << 30;
 pub struct Request {
     pub input: PathBuf,
     pub output: PathBuf,
-    pub format: Format,
+    /// The packager that writes the output, and its settings.
+    pub output_spec: OutputSpec,
+    /// Where the instance comes from when INPUT is not a local image.
+    pub source: Option<SourceSpec>,
     pub target: Target,
     /// Whole-disk size; default: the source filesystem plus 1 GiB.
     pub size: Option<u64>,
@@ -57,12 +61,31 @@ pub struct Request {
     pub allow_check_errors: bool,
 }
 
+/// The output: which packager writes it, and the VM it describes.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// Stock packager name or FILE.wasm (virtualbox-ova, qcow2, vdi, raw).
+    pub packager: String,
+    /// The packager's table as TOML text.
+    pub config: String,
+    pub memory_mb: u32,
+    pub cpus: u32,
+}
+
+/// The source step: a source plugin fills the work image that becomes INPUT.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub plugin: String,
+    pub options: FetchOptions,
+}
+
 /// What a conversion did.
 #[derive(Debug, Serialize)]
 pub struct Outcome {
     pub output: PathBuf,
-    pub format: String,
+    pub packager: String,
     pub disk_bytes: u64,
+    pub output_bytes: u64,
     pub inspection: Inspection,
     pub fixers: Vec<FixerRun>,
     pub check: check::Report,
@@ -147,6 +170,19 @@ fn new_root(req: &Request, inspection: &Inspection) -> NewRoot {
 /// Runs the whole conversion.
 pub fn convert(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Result<Outcome> {
     let work = WorkDir::beside(&req.output)?;
+    // Every plugin is loaded (and so validated) before anything heavy starts.
+    let packager = catalog::load_kind(runtime, &req.output_spec.packager, Kind::Packager)?;
+    let fetched;
+    let req = match &req.source {
+        Some(spec) => {
+            fetched = Request {
+                input: fetch_source(spec, runtime, &work, cancel)?,
+                ..req.clone()
+            };
+            &fetched
+        }
+        None => req,
+    };
     let inspection = inspect(&req.input)?;
     let fixers = choose_fixers(req, runtime, &inspection)?;
 
@@ -199,11 +235,12 @@ pub fn convert(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Re
     }
     install_bootloader(&layout.disk, &new_root)?;
     check_cancel(cancel)?;
-    let disk_bytes = package(req, &layout.disk, &work, cancel)?;
+    let output_bytes = package(req, runtime, &packager, &layout.disk, &inspection, cancel)?;
     Ok(Outcome {
         output: req.output.clone(),
-        format: req.format.name().into(),
-        disk_bytes,
+        packager: req.output_spec.packager.clone(),
+        disk_bytes: mbr::disk_bytes(layout.fs_bytes),
+        output_bytes,
         inspection,
         fixers: runs,
         check: report,
@@ -594,36 +631,46 @@ fn install_bootloader(disk: &Path, new_root: &NewRoot) -> Result<()> {
 }
 
 /// Stage 7: the output format, written under a temporary name and renamed.
-fn package(req: &Request, disk: &Path, work: &WorkDir, cancel: &Arc<AtomicBool>) -> Result<u64> {
-    let size = std::fs::metadata(disk)?.len();
-    if req.format == Format::Raw {
-        std::fs::rename(disk, &req.output)
-            .with_context(|| format!("moving the disk to {}", req.output.display()))?;
-        return Ok(size);
-    }
-    let tmp = work.path("output");
-    let out = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&tmp)?;
-    let source = File::open(disk)?;
-    formats::write_disk(
-        req.format,
-        &source,
-        size,
-        &out,
-        0,
-        &formats::WriteOptions {
-            cancel: Some(cancel),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("writing {} as {}", req.output.display(), req.format))?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, &req.output)
-        .with_context(|| format!("moving the output to {}", req.output.display()))?;
-    Ok(size)
+fn package(
+    req: &Request,
+    runtime: &Runtime,
+    packager: &LoadedPlugin,
+    disk: &Path,
+    inspection: &Inspection,
+    cancel: &AtomicBool,
+) -> Result<u64> {
+    let name = req
+        .output
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("rehost-vm");
+    let mut settings = VmSettings::new(name, req.target.into(), os_info(inspection));
+    settings.memory_mb = req.output_spec.memory_mb;
+    settings.cpus = req.output_spec.cpus;
+    settings.config = req.output_spec.config.clone();
+    let outcome = packager_host::package(runtime, packager, disk, &settings, &req.output, cancel)
+        .with_context(|| format!("writing {}", req.output.display()))?;
+    Ok(outcome.bytes)
+}
+
+/// Stage 0 (with `--source`): the source plugin fills a work image in the work
+/// directory, which then stands for INPUT.
+fn fetch_source(
+    spec: &SourceSpec,
+    runtime: &Runtime,
+    work: &WorkDir,
+    cancel: &Arc<AtomicBool>,
+) -> Result<PathBuf> {
+    let image = work.path("source.img");
+    let outcome = source_host::fetch(runtime, &spec.plugin, &spec.options, &image, cancel.clone())
+        .with_context(|| format!("source {}", spec.plugin))?;
+    tracing::info!(
+        "fetched {} bytes from {} (sha256 {})",
+        outcome.bytes,
+        outcome.report.origin,
+        outcome.sha256
+    );
+    Ok(outcome.work)
 }
 
 fn check_cancel(cancel: &AtomicBool) -> Result<()> {

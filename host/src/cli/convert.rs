@@ -8,27 +8,49 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::disk::formats::Format;
-use crate::pipeline::{self, Request};
+use crate::pipeline::{self, OutputSpec, Request, SourceSpec};
+use crate::plugin::packager_host::DEFAULT_MEMORY_MB;
+use crate::plugin::source_host::{self, FetchOptions};
 use crate::target::Target;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The cloud instance: a bare ext2/3/4 image or a partitioned disk image.
+    /// The cloud instance: a bare ext2/3/4 image or a partitioned disk image
+    /// (not needed with --source).
     input: Option<PathBuf>,
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// raw, qcow2, qcow2-compressed, vmdk or vdi (default: from the output's extension).
+    /// ova, qcow2, qcow2-compressed, vdi or raw (default: from the output's extension).
     #[arg(long)]
     format: Option<String>,
+    /// A packager plugin to write the output instead (stock name or FILE.wasm).
+    #[arg(long, conflicts_with = "format")]
+    packager: Option<String>,
     #[arg(long, value_enum)]
     target: Option<Target>,
     /// Disk size, e.g. 10G (default: the source filesystem plus 1 GiB).
     #[arg(long)]
     size: Option<String>,
+    /// VM memory in MB for descriptors such as the OVF (default 512, as the seed).
+    #[arg(long)]
+    memory: Option<u32>,
+    #[arg(long)]
+    cpus: Option<u32>,
     /// Fixers to run, in order (default: xen-console plus the guest's distro fixer).
     #[arg(long = "fixer")]
     fixers: Vec<String>,
+    /// Fetch the instance with a source plugin (local-file, aws-dd, euca-scp, glance).
+    #[arg(long)]
+    source: Option<String>,
+    /// A source setting (repeatable), as for `rehost fetch`.
+    #[arg(long = "source-opt", value_name = "KEY=VALUE")]
+    source_opts: Vec<String>,
+    /// Let the source reach this host (repeatable), where its manifest allows.
+    #[arg(long = "grant-host", value_name = "HOST")]
+    grant_hosts: Vec<String>,
+    /// Let the source read this device or file (repeatable), where its manifest allows.
+    #[arg(long = "grant-device", value_name = "PATH")]
+    grant_devices: Vec<String>,
     /// Pipeline file (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -43,7 +65,8 @@ pub struct Args {
     json: bool,
 }
 
-/// The pipeline file: the flags' keys, plus `[fixer.NAME]` tables.
+/// The pipeline file: the flags' keys, plus `[fixer.NAME]`, `[packager]` and
+/// `[source]` tables.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
@@ -52,10 +75,16 @@ pub struct PipelineFile {
     format: Option<String>,
     target: Option<String>,
     size: Option<String>,
+    memory: Option<u32>,
+    cpus: Option<u32>,
     #[serde(default)]
     pub fixers: Vec<String>,
     #[serde(default)]
     fixer: BTreeMap<String, toml::Table>,
+    /// `name = "..."` picks the packager; the rest is its config.
+    packager: Option<toml::Table>,
+    /// `name = "..."` picks the source; the rest is its config.
+    source: Option<toml::Table>,
     #[serde(default)]
     allow_check_errors: bool,
 }
@@ -66,18 +95,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => PipelineFile::default(),
     };
     let fixer_config = file.fixer_tables()?;
-    let input = args
-        .input
-        .or(file.input)
-        .context("no INPUT given (argument or `input` in the pipeline file)")?;
+    let source = source_spec(
+        args.source,
+        args.source_opts,
+        args.grant_hosts,
+        args.grant_devices,
+        file.source.clone(),
+    )?;
+    let input = match (args.input.or(file.input), &source) {
+        (Some(input), None) => input,
+        (None, Some(_)) => PathBuf::new(),
+        (Some(_), Some(_)) => bail!("give either INPUT or a source, not both"),
+        (None, None) => {
+            bail!("no INPUT given (argument, `input` in the pipeline file, or --source)")
+        }
+    };
     let output = args
         .output
         .or(file.output)
         .context("no output given (-o or `output` in the pipeline file)")?;
-    let format = match args.format.or(file.format) {
-        Some(name) => name.parse::<Format>()?,
-        None => format_from_extension(&output)?,
+    let mut packager_table = file.packager.clone().unwrap_or_default();
+    let packager_name = packager_table
+        .remove("name")
+        .and_then(|v| v.as_str().map(String::from));
+    let (packager, compressed) = match (args.packager, packager_name, args.format.or(file.format)) {
+        (Some(p), _, _) | (None, Some(p), None) => (p, false),
+        (None, _, Some(format)) => packager_for(&format)?,
+        (None, None, None) => packager_for_extension(&output)?,
     };
+    if compressed {
+        packager_table.insert("compressed".into(), true.into());
+    }
     let target = match (args.target, file.target) {
         (Some(t), _) => t,
         (None, Some(t)) => t.parse().map_err(anyhow::Error::msg)?,
@@ -97,7 +145,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let request = Request {
         input,
         output,
-        format,
+        output_spec: OutputSpec {
+            packager,
+            config: toml::to_string(&packager_table)?,
+            memory_mb: args.memory.or(file.memory).unwrap_or(DEFAULT_MEMORY_MB),
+            cpus: args.cpus.or(file.cpus).unwrap_or(1),
+        },
+        source,
         target,
         size,
         fixer_config,
@@ -127,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!(
             "wrote {} ({}, {} MiB disk)",
             outcome.output.display(),
-            outcome.format,
+            outcome.packager,
             outcome.disk_bytes >> 20
         );
     }
@@ -150,17 +204,60 @@ pub fn load(path: &Path) -> anyhow::Result<PipelineFile> {
     toml::from_str(&text).with_context(|| format!("{}: invalid pipeline file", path.display()))
 }
 
-fn format_from_extension(output: &Path) -> anyhow::Result<Format> {
+/// The stock packager for a format name, and whether it compresses.
+fn packager_for(format: &str) -> anyhow::Result<(String, bool)> {
+    Ok(match format {
+        "ova" => ("virtualbox-ova".into(), false),
+        "qcow2" => ("qcow2".into(), false),
+        "qcow2-compressed" => ("qcow2".into(), true),
+        "vdi" => ("vdi".into(), false),
+        "raw" => ("raw".into(), false),
+        other => {
+            bail!("unknown format {other:?} (expected ova, qcow2, qcow2-compressed, vdi or raw)")
+        }
+    })
+}
+
+fn packager_for_extension(output: &Path) -> anyhow::Result<(String, bool)> {
     match output.extension().and_then(|e| e.to_str()) {
-        Some("raw" | "img") => Ok(Format::Raw),
-        Some("qcow2") => Ok(Format::Qcow2 { compressed: false }),
-        Some("vmdk") => Ok(Format::VmdkStreamOptimized),
-        Some("vdi") => Ok(Format::Vdi),
+        Some("ova") => packager_for("ova"),
+        Some("qcow2") => packager_for("qcow2"),
+        Some("vdi") => packager_for("vdi"),
+        Some("raw" | "img") => packager_for("raw"),
         _ => bail!(
             "cannot tell the format from {}; pass --format",
             output.display()
         ),
     }
+}
+
+/// The source step from the flags or the pipeline file's `[source]` table.
+fn source_spec(
+    name: Option<String>,
+    opts: Vec<String>,
+    grant_hosts: Vec<String>,
+    grant_devices: Vec<String>,
+    table: Option<toml::Table>,
+) -> anyhow::Result<Option<SourceSpec>> {
+    let mut config = table.unwrap_or_default();
+    let from_file = config
+        .remove("name")
+        .and_then(|v| v.as_str().map(String::from));
+    let Some(plugin) = name.or(from_file) else {
+        return Ok(None);
+    };
+    for (k, v) in source_host::table_from_options(&opts).map_err(anyhow::Error::msg)? {
+        config.insert(k, v);
+    }
+    Ok(Some(SourceSpec {
+        plugin,
+        options: FetchOptions {
+            config,
+            grant_hosts,
+            grant_devices,
+            ..Default::default()
+        },
+    }))
 }
 
 /// "10G", "512M", "2048K", "1T" or plain bytes (binary units).

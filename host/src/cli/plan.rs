@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::disk::formats::Format;
-use crate::pipeline::{self, Request};
+use crate::pipeline::{self, OutputSpec, Request};
 use crate::target::Target;
 
 #[derive(clap::Args)]
@@ -31,7 +30,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         input: args.input,
         // Plan writes nothing: there is no output.
         output: PathBuf::new(),
-        format: Format::Raw,
+        output_spec: OutputSpec {
+            packager: "raw".into(),
+            config: String::new(),
+            memory_mb: 512,
+            cpus: 1,
+        },
+        source: None,
         target: args.target,
         size: None,
         fixers: if args.fixers.is_empty() {
