@@ -483,7 +483,8 @@ fn fix(
         let call = FixerCall {
             root: root.clone(),
             context,
-            grants: Grants::effective(&m.capabilities, None, None)?,
+            // What the user granted at install (installed plugins) bounds the manifest.
+            grants: Grants::effective(&m.capabilities, catalog::granted(&m.name)?.as_ref(), None)?,
             commands: &commands,
             command_timeout: Duration::from_secs(1800),
         };

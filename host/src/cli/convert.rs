@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::pipeline::{self, OutputSpec, Request, SourceSpec};
+use crate::plugin::lockfile;
 use crate::plugin::packager_host::DEFAULT_MEMORY_MB;
 use crate::plugin::source_host::{self, FetchOptions};
 use crate::target::Target;
@@ -85,6 +86,10 @@ pub struct PipelineFile {
     packager: Option<toml::Table>,
     /// `name = "..."` picks the source; the rest is its config.
     source: Option<toml::Table>,
+    /// Pinned plugin versions (`debian-cloud2kvm = "^1.2"`): the lock file must
+    /// satisfy them, with the locked digests, or the conversion is refused.
+    #[serde(default)]
+    plugins: BTreeMap<String, semver::VersionReq>,
     #[serde(default)]
     allow_check_errors: bool,
 }
@@ -95,6 +100,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => PipelineFile::default(),
     };
     let fixer_config = file.fixer_tables()?;
+    if !file.plugins.is_empty() {
+        // Refuses drift: every pinned plugin is re-hashed against its locked digest.
+        let pinned =
+            lockfile::pinned_components(&lockfile::Installation::from_env(), &file.plugins)?;
+        for p in &pinned {
+            tracing::info!("pinned {} {} ({})", p.name, p.version, p.digest);
+        }
+    }
     let source = source_spec(
         args.source,
         args.source_opts,
