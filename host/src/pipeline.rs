@@ -30,6 +30,7 @@ use crate::plugin::fixer_host::{
     call_fixer, BootEntry, ChrootCommands, DryRunCommands, FixContext, KernelInfo, NewRoot, OsInfo,
 };
 use crate::plugin::journal;
+use crate::plugin::manifest::Capabilities;
 use crate::plugin::packager_host::{self, VmSettings};
 use crate::plugin::source_host::{self, FetchOptions};
 use crate::plugin::{catalog, CommandRunner, FixerCall, Grants, Kind, LoadedPlugin, Runtime};
@@ -57,6 +58,9 @@ pub struct Request {
     pub fixers: Vec<String>,
     /// `[fixer.NAME]` tables as TOML text.
     pub fixer_config: BTreeMap<String, String>,
+    /// `[grants.NAME]` tables: what the pipeline allows each plugin, intersected
+    /// with what it asks for and what the user granted at install.
+    pub allowed: BTreeMap<String, Capabilities>,
     /// Convert even when the final check reports errors.
     pub allow_check_errors: bool,
 }
@@ -484,7 +488,11 @@ fn fix(
             root: root.clone(),
             context,
             // What the user granted at install (installed plugins) bounds the manifest.
-            grants: Grants::effective(&m.capabilities, catalog::granted(&m.name)?.as_ref(), None)?,
+            grants: Grants::effective(
+                &m.capabilities,
+                catalog::granted(&m.name)?.as_ref(),
+                req.allowed.get(&m.name),
+            )?,
             commands: &commands,
             command_timeout: Duration::from_secs(1800),
         };

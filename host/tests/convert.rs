@@ -394,3 +394,29 @@ fn a_fixer_failing_half_way_leaves_no_output_and_names_fixer_and_step() {
         "fixer hostile failed; no output was written: plugin hostile: `fix` failed: denied: plugin hostile: write /etc/shadow",
     );
 }
+
+#[test]
+fn the_pipeline_file_can_narrow_what_a_fixer_may_touch() {
+    let centos = fixture("build-centos5.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    // The fixer asks to write /etc/modprobe.conf among others; this pipeline allows
+    // it /etc/inittab only, so its first write elsewhere is refused.
+    std::fs::write(&config, "fixers = [\"centos5-xen2kvm\"]\n[grants.centos5-xen2kvm]\nguest_read = [\"/**\"]\nguest_write = [\"/etc/inittab\"]\n").unwrap();
+    let result = rehost(&[
+        "plan",
+        centos.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success(),
+        "the narrowed fixer was allowed everything"
+    );
+    assert!(
+        stderr.contains("plugin centos5-xen2kvm")
+            && stderr.contains("no write grant covers this path"),
+        "{stderr}"
+    );
+}

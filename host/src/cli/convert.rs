@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::pipeline::{self, OutputSpec, Request, SourceSpec};
 use crate::plugin::lockfile;
+use crate::plugin::manifest::Capabilities;
 use crate::plugin::packager_host::DEFAULT_MEMORY_MB;
 use crate::plugin::source_host::{self, FetchOptions};
 use crate::target::Target;
@@ -90,6 +91,9 @@ pub struct PipelineFile {
     /// satisfy them, with the locked digests, or the conversion is refused.
     #[serde(default)]
     plugins: BTreeMap<String, semver::VersionReq>,
+    /// What the pipeline allows each plugin (`[grants.NAME] guest_write = [...]`).
+    #[serde(default)]
+    pub grants: BTreeMap<String, Capabilities>,
     #[serde(default)]
     allow_check_errors: bool,
 }
@@ -168,6 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         target,
         size,
         fixer_config,
+        allowed: file.grants.clone(),
         fixers: if args.fixers.is_empty() {
             file.fixers
         } else {

@@ -45,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.fixers
         },
         fixer_config: file.fixer_tables()?,
+        allowed: file.grants.clone(),
         allow_check_errors: true,
     };
     super::enter_namespace()?;
