@@ -15,7 +15,7 @@ dir=${BENCH_DIR:-/var/tmp/rehost-bench-convert}
 mkdir -p "$dir"
 
 cargo build --release -p rehost >&2
-rehost=$PWD/target/release/rehost
+rehost=${CARGO_TARGET_DIR:-$PWD/target}/release/rehost
 small=$(bash tests/fixtures/build-debian.sh)
 
 # The same data in a 64 GiB-apparent filesystem (grown on the bare file, which is safe).
