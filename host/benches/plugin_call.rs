@@ -10,22 +10,39 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rehost::guest::root::GuestRoot;
-use rehost::plugin::fixer_host::{call_fixer, FixContext, NewRoot, NoCommands, OsInfo, TargetHardware};
+use rehost::plugin::fixer_host::{
+    call_fixer, FixContext, NewRoot, NoCommands, OsInfo, TargetHardware,
+};
 use rehost::plugin::{stock, CommandRunner, FixerCall, Grants, Limits, Runtime};
 
 fn guest_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
-    std::fs::write(dir.path().join("etc/inittab"), "id:3:initdefault:\nxvc0:2345:respawn:/sbin/mingetty xvc0\n").unwrap();
+    std::fs::write(
+        dir.path().join("etc/inittab"),
+        "id:3:initdefault:\nxvc0:2345:respawn:/sbin/mingetty xvc0\n",
+    )
+    .unwrap();
     dir
 }
 
 fn context() -> FixContext {
     FixContext {
-        os: OsInfo { id: "centos".into(), version_id: "5".into(), pretty_name: String::new(), id_like: vec![], arch: "x86_64".into() },
+        os: OsInfo {
+            id: "centos".into(),
+            version_id: "5".into(),
+            pretty_name: String::new(),
+            id_like: vec![],
+            arch: "x86_64".into(),
+        },
         target: TargetHardware::Kvm,
         kernels: vec![],
-        root: NewRoot { uuid: String::new(), label: None, fs_type: "ext3".into(), device: "/dev/vda1".into() },
+        root: NewRoot {
+            uuid: String::new(),
+            label: None,
+            fs_type: "ext3".into(),
+            device: "/dev/vda1".into(),
+        },
         config: String::new(),
         dry_run: false,
     }
@@ -51,7 +68,11 @@ fn bench(c: &mut Criterion) {
     let root = Arc::new(GuestRoot::open(tree.path()).unwrap());
     let commands: Arc<dyn CommandRunner> = Arc::new(NoCommands);
     // Warm the on-disk cache once, as `plugin install` or the first run does.
-    call(&Runtime::new(cache.path().into(), Limits::default()).unwrap(), &root, &commands);
+    call(
+        &Runtime::new(cache.path().into(), Limits::default()).unwrap(),
+        &root,
+        &commands,
+    );
 
     c.bench_function("fixer call, cold process, warm cache", |b| {
         b.iter(|| {
@@ -60,7 +81,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     let rt = Runtime::new(cache.path().into(), Limits::default()).unwrap();
-    c.bench_function("fixer call, warm runtime", |b| b.iter(|| call(&rt, &root, &commands)));
+    c.bench_function("fixer call, warm runtime", |b| {
+        b.iter(|| call(&rt, &root, &commands))
+    });
 }
 
 criterion_group! {

@@ -36,7 +36,14 @@ pub fn data_extents(file: &File, size: u64) -> io::Result<Vec<Extent>> {
             // ENXIO: no data at or after pos.
             Err(Errno::NXIO) => break,
             Err(Errno::INVAL) | Err(Errno::OPNOTSUPP) if pos == 0 => {
-                return Ok(if size > 0 { vec![Extent { offset: 0, length: size }] } else { vec![] });
+                return Ok(if size > 0 {
+                    vec![Extent {
+                        offset: 0,
+                        length: size,
+                    }]
+                } else {
+                    vec![]
+                });
             }
             Err(e) => return Err(e.into()),
         };
@@ -48,7 +55,10 @@ pub fn data_extents(file: &File, size: u64) -> io::Result<Vec<Extent>> {
             Err(e) => return Err(e.into()),
         };
         if end > start {
-            extents.push(Extent { offset: start, length: end - start });
+            extents.push(Extent {
+                offset: start,
+                length: end - start,
+            });
         }
         pos = end;
     }
@@ -74,8 +84,13 @@ mod tests {
         f.set_len(128 << 20).unwrap();
         let ext = data_extents(&f, 128 << 20).unwrap();
         assert_eq!(ext.first().unwrap().offset, 0);
-        assert!(ext.iter().any(|e| e.offset <= 64 << 20 && e.end() >= (64 << 20) + 8192));
-        assert!(data_bytes(&ext) < 1 << 20, "holes were reported as data: {ext:?}");
+        assert!(ext
+            .iter()
+            .any(|e| e.offset <= 64 << 20 && e.end() >= (64 << 20) + 8192));
+        assert!(
+            data_bytes(&ext) < 1 << 20,
+            "holes were reported as data: {ext:?}"
+        );
     }
 
     #[test]
