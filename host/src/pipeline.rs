@@ -223,14 +223,13 @@ pub fn convert(req: &Request, runtime: &Runtime, cancel: &Arc<AtomicBool>) -> Re
         .unmount()
         .context("unmounting the new root filesystem")?;
 
-    let fsck = ext::fsck(
-        &FsLocation::partition(&layout.disk, mbr::PARTITION_OFFSET, layout.fs_bytes),
-        FsckMode::CheckOnly,
-    );
-    report.findings.push(match fsck {
-        Ok(r) => check::Finding::from_fsck(0, &r.output),
-        Err(e) => check::Finding::from_fsck(4, &e.to_string()),
-    });
+    report
+        .findings
+        .push(check::fsck_finding(&FsLocation::partition(
+            &layout.disk,
+            mbr::PARTITION_OFFSET,
+            layout.fs_bytes,
+        )));
     if !report.is_ok() && !req.allow_check_errors {
         bail!(
             "the converted disk failed its checks, so no output was written:\n{}",

@@ -98,3 +98,19 @@ pub fn run(input: &CheckInput) -> Result<Report, CheckError> {
     modprobe::check(&cx, &mut report);
     Ok(report)
 }
+
+/// e2fsck -fn on a filesystem, reported as a finding like every other check.
+pub fn fsck_finding(location: &crate::disk::ext::FsLocation) -> Finding {
+    use crate::disk::ext::{fsck, FsckMode, FsckOutcome};
+    match fsck(location, FsckMode::CheckOnly) {
+        Ok(r) => {
+            let code = match r.outcome {
+                FsckOutcome::Clean => 0,
+                FsckOutcome::Corrected => 1,
+                FsckOutcome::CorrectedRebootAdvised => 2,
+            };
+            Finding::from_fsck(code, &r.output)
+        }
+        Err(e) => Finding::from_fsck(4, &e.to_string()),
+    }
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::check::{self, CheckInput};
-use crate::disk::ext::{self, FsLocation, FsckMode};
+use crate::disk::ext::FsLocation;
 use crate::guest::mount::{self, MountOptions};
 use crate::target::Target;
 
@@ -25,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let layout = &inspection.layout;
     let location = FsLocation::partition(&args.disk, layout.offset, layout.length);
     // e2fsck first, read-only: the disk is not changed by checking it.
-    let fsck = ext::fsck(&location, FsckMode::CheckOnly);
+    let fsck = check::fsck_finding(&location);
     super::enter_namespace()?;
     let fstype = inspection.filesystem.fstype;
     let mounted = mount::mount_image(
@@ -47,10 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         boot_entries: vec![],
     })?;
     mounted.unmount()?;
-    report.findings.push(match fsck {
-        Ok(r) => check::Finding::from_fsck(0, &r.output),
-        Err(e) => check::Finding::from_fsck(4, &e.to_string()),
-    });
+    report.findings.push(fsck);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
