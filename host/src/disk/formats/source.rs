@@ -8,6 +8,8 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use crossbeam_channel::{bounded, Receiver, Sender};
+
 use super::FormatError;
 use crate::disk::extents::{data_bytes, data_extents, Extent};
 
@@ -16,6 +18,8 @@ const BATCH_BYTES: u64 = 1 << 20;
 /// Batch buffers start on a page boundary: the kernel copies to and from the page
 /// cache much faster than with misaligned buffers.
 const PAGE: usize = 4096;
+/// Buffers of finished batches kept for reuse (fresh ones must be zeroed and faulted in).
+const SPARE_BUFFERS: usize = 8;
 
 pub(crate) struct Source<'a> {
     file: &'a File,
@@ -23,6 +27,7 @@ pub(crate) struct Source<'a> {
     unit: u64,
     batch: u64,
     extents: Vec<Extent>,
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
 }
 
 /// An aligned piece of the disk: bytes `[offset, offset + data().len())`.
@@ -35,6 +40,8 @@ pub(crate) struct Batch {
     /// Source bytes actually read (the rest were holes or padding).
     pub read: u64,
     unit: usize,
+    /// Where the buffer goes back for reuse once the batch is dropped.
+    recycle: Sender<Vec<u8>>,
 }
 
 impl<'a> Source<'a> {
@@ -51,6 +58,7 @@ impl<'a> Source<'a> {
             unit,
             batch,
             extents,
+            spare: bounded(SPARE_BUFFERS),
         })
     }
 
@@ -80,9 +88,12 @@ impl<'a> Source<'a> {
         let padded_end = self.size.next_multiple_of(self.unit);
         let end = (offset + self.batch).min(padded_end);
         let len = (end - offset) as usize;
-        let mut buf = vec![0u8; len + PAGE];
+        let mut buf = self.spare.1.try_recv().unwrap_or_default();
+        buf.resize(len + PAGE, 0);
         let start = buf.as_ptr().align_offset(PAGE);
         let data = &mut buf[start..start + len];
+        // Extents are read; what lies between and after them is zeroed.
+        let mut pos = offset;
         let mut read = 0;
         for extent in extents.iter().take_while(|e| e.offset < end) {
             let from = extent.offset.max(offset);
@@ -90,6 +101,7 @@ impl<'a> Source<'a> {
             if from >= to {
                 continue;
             }
+            data[(pos - offset) as usize..(from - offset) as usize].fill(0);
             let piece = &mut data[(from - offset) as usize..(to - offset) as usize];
             self.file
                 .read_exact_at(piece, from)
@@ -98,7 +110,9 @@ impl<'a> Source<'a> {
                     source,
                 })?;
             read += to - from;
+            pos = to;
         }
+        data[(pos - offset) as usize..].fill(0);
         Ok(Batch {
             offset,
             buf,
@@ -106,6 +120,7 @@ impl<'a> Source<'a> {
             len,
             read,
             unit: self.unit as usize,
+            recycle: self.spare.0.clone(),
         })
     }
 }
@@ -149,10 +164,18 @@ pub(crate) fn is_zero(buf: &[u8]) -> bool {
         .all(|page| page.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // When enough buffers are spare already, this one is freed.
+        let _ = self.recycle.try_send(std::mem::take(&mut self.buf));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn batches_skip_holes_and_pad_the_tail() {
@@ -181,6 +204,27 @@ mod tests {
             .flat_map(|b| b.nonzero_runs().into_iter().map(|(o, d)| (o, d.len())))
             .collect();
         assert_eq!(runs, [(0, 65536), ((9 << 20) + 65536, 65536)]);
+    }
+
+    #[test]
+    fn reused_buffers_read_holes_as_zeros() {
+        let f = tempfile::tempfile().unwrap();
+        let size = 2 << 20;
+        f.write_all_at(&vec![0xFF; 1 << 20], 0).unwrap();
+        f.write_all_at(&[0xEE; 4096], size - 4096).unwrap();
+        let src = Source::new(&f, size, 65536).unwrap();
+        let mut seen = 0;
+        // Each batch is dropped (its buffer recycled) before the next is read.
+        for batch in src.batches() {
+            let batch = batch.unwrap();
+            if batch.offset == 1 << 20 {
+                let (hole, data) = batch.data().split_at((1 << 20) - 4096);
+                assert!(is_zero(hole), "stale bytes from the previous batch");
+                assert!(data.iter().all(|&b| b == 0xEE));
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 2);
     }
 
     #[test]
