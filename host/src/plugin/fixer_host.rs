@@ -10,7 +10,7 @@ use wasmtime::{Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::fixer::rehost::plugin::{fixer_types, guest_exec, guest_fs, log, types};
-use super::bindings::fixer::Fixer;
+use super::bindings::fixer::{Fixer, FixerPre};
 use super::bindings::RootHandle;
 use super::grants::{Access, Grants};
 use super::journal::Change;
@@ -124,13 +124,18 @@ pub fn call_fixer(
         });
     }
     let limits = runtime.limits.for_manifest(&plugin.manifest);
-    let mut linker: Linker<State> = Linker::new(runtime.engine());
     let instantiate = |e| PluginError::Instantiate {
         plugin: name.clone(),
         source: e,
     };
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(instantiate)?;
-    Fixer::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(instantiate)?;
+    let pre = runtime
+        .instance_pre(&plugin.digest, || -> wasmtime::Result<FixerPre<State>> {
+            let mut linker: Linker<State> = Linker::new(runtime.engine());
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+            Fixer::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+            FixerPre::new(linker.instantiate_pre(&plugin.component)?)
+        })
+        .map_err(instantiate)?;
 
     // No preopens, no environment, no network: WASI is only there for std's needs.
     let wasi = WasiCtx::builder().inherit_stderr().build();
@@ -150,7 +155,7 @@ pub fn call_fixer(
     store.set_epoch_deadline(limits.deadline_ticks());
     store.epoch_deadline_trap();
 
-    let fixer = Fixer::instantiate(&mut store, &plugin.component, &linker).map_err(instantiate)?;
+    let fixer = pre.instantiate(&mut store).map_err(instantiate)?;
     let root = store
         .data_mut()
         .table

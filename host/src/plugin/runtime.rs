@@ -1,6 +1,7 @@
 //! The wasmtime side of plugins: one Engine for the process, components
 //! precompiled once and cached on disk, and per-call limits (memory, epoch deadline).
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -93,6 +94,9 @@ pub struct Runtime {
     cache_dir: PathBuf,
     pub limits: Limits,
     loaded: Mutex<HashMap<String, LoadedPlugin>>,
+    /// Linked, type-checked instance templates per (world, component digest): the
+    /// linker with all of WASI is built once, so a call only instantiates.
+    instance_pres: Mutex<HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -122,6 +126,7 @@ impl Runtime {
             cache_dir,
             limits,
             loaded: Mutex::default(),
+            instance_pres: Mutex::default(),
             ticker: Some((stop, ticker)),
         })
     }
@@ -155,6 +160,33 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .insert(digest, plugin.clone());
         Ok(plugin)
+    }
+
+    /// The instance template `P` of a component, built by `build` on first use.
+    pub fn instance_pre<P, E>(
+        &self,
+        digest: &str,
+        build: impl FnOnce() -> Result<P, E>,
+    ) -> Result<P, E>
+    where
+        P: Clone + Send + Sync + 'static,
+    {
+        let key = (TypeId::of::<P>(), digest.to_string());
+        let cached = self
+            .instance_pres
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(pre) = cached.and_then(|p| p.downcast_ref::<P>().cloned()) {
+            return Ok(pre);
+        }
+        let pre = build()?;
+        self.instance_pres
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Arc::new(pre.clone()));
+        Ok(pre)
     }
 
     /// Precompiles a component into the cache without loading it (plugin install).
