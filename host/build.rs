@@ -31,6 +31,10 @@ fn main() {
         cmd.current_dir(&workspace)
             .args(["build", "--release", "--target", "wasm32-wasip2"])
             .env("CARGO_TARGET_DIR", &target_dir)
+            // Debug sections would make every component several MB: each load hashes
+            // and maps it. Custom sections such as the manifest are kept.
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
             // The outer build's flags are for the host, not for wasm.
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("RUSTFLAGS")
