@@ -287,18 +287,11 @@ impl fixer_types::Host for State {}
 
 impl log::Host for State {
     fn log(&mut self, level: log::Level, message: String) {
-        let plugin = &self.plugin;
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        super::host_log::log(&self.plugin, level, &message);
     }
 
     fn progress(&mut self, done: u64, total: u64, message: String) {
-        tracing::info!(plugin = %self.plugin, done, total, "{message}");
+        super::host_log::progress(&self.plugin, done, total, &message);
     }
 }
 

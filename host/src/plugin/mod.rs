@@ -5,6 +5,7 @@ mod bindings;
 pub mod catalog;
 pub mod fixer_host;
 pub mod grants;
+mod host_log;
 pub mod journal;
 pub mod lockfile;
 pub mod manifest;
