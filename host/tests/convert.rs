@@ -301,9 +301,29 @@ fn plan_shows_the_diffs_and_writes_nothing() {
     assert_eq!(loops_on(&debian), "");
 }
 
-/// Starts a conversion, interrupts it with `signal` after `delay`, and checks
-/// nothing is left: no output, no temporary directory, no loop device or mount.
-fn interrupt_conversion(signal: i32, delay: std::time::Duration) {
+/// The moment of a conversion at which a test interrupts it.
+#[derive(Clone, Copy, Debug)]
+enum Moment {
+    /// The work directory exists beside the output (copy, e2fsck, grow).
+    WorkDirCreated,
+    /// A loop device is attached to the work disk (the guest is mounted).
+    GuestMounted,
+}
+
+impl Moment {
+    fn reached(self, out_dir: &Path) -> bool {
+        match self {
+            Moment::WorkDirCreated => std::fs::read_dir(out_dir).unwrap().next().is_some(),
+            Moment::GuestMounted => !loops_on(out_dir).is_empty(),
+        }
+    }
+}
+
+/// Starts a conversion, interrupts it with `signal` once it reaches `moment`, and
+/// checks nothing is left: no output, no temporary directory, no loop device or
+/// mount. Waiting for a moment rather than a fixed delay keeps the test honest on
+/// fast and slow machines alike.
+fn interrupt_conversion(signal: i32, moment: Moment) {
     let debian = fixture("build-debian.sh");
     let out_dir = tempfile::tempdir().unwrap();
     let output = out_dir.path().join("out.qcow2");
@@ -319,13 +339,18 @@ fn interrupt_conversion(signal: i32, delay: std::time::Duration) {
         .env("XDG_CACHE_HOME", cache_dir())
         .spawn()
         .unwrap();
-    std::thread::sleep(delay);
+    while !moment.reached(out_dir.path()) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the conversion ended ({status}) before {moment:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
     assert!(
         !status.success(),
-        "the conversion finished before it was interrupted"
+        "the conversion finished despite signal {signal} at {moment:?}"
     );
     let left: Vec<_> = std::fs::read_dir(out_dir.path())
         .unwrap()
@@ -346,12 +371,12 @@ fn interrupt_conversion(signal: i32, delay: std::time::Duration) {
 
 #[test]
 fn sigint_during_a_conversion_leaves_nothing_behind() {
-    interrupt_conversion(libc::SIGINT, std::time::Duration::from_secs(3));
+    interrupt_conversion(libc::SIGINT, Moment::WorkDirCreated);
 }
 
 #[test]
-fn sigterm_during_a_conversion_leaves_nothing_behind() {
-    interrupt_conversion(libc::SIGTERM, std::time::Duration::from_secs(8));
+fn sigterm_while_the_guest_is_mounted_leaves_nothing_behind() {
+    interrupt_conversion(libc::SIGTERM, Moment::GuestMounted);
 }
 
 #[test]
