@@ -66,6 +66,15 @@ fn guest() -> Guest {
     // The host's own /etc/os-release is inside the plugin's read grant (/etc/**):
     // only chroot-style resolution keeps the plugin from reading it.
     std::os::unix::fs::symlink("/etc/os-release", etc.join("hostlink")).unwrap();
+    // Opening a FIFO for reading blocks until a writer comes: the host must not.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &etc.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
     Guest { dir }
 }
 
@@ -108,6 +117,15 @@ fn hostile_plugins_are_refused_and_the_host_keeps_running() {
             "command",
             "run /bin/rm: command not granted (granted commands: /bin/true)",
         ),
+        ("fifo", "read /etc/fifo: not a regular file"),
+        (
+            "initrd-fifo",
+            "initrd-modules /etc/fifo: not a regular file",
+        ),
+        (
+            "initrd-outside",
+            "initrd-modules /boot/initrd.img: no read grant covers this path",
+        ),
         ("loop", "ran past its deadline of 2 s and was stopped"),
         ("memory", "exceeded its memory limit of 32 MiB"),
         ("panic", "trapped"),
@@ -141,6 +159,24 @@ fn hostile_plugins_are_refused_and_the_host_keeps_running() {
         run_hostile(&rt, &g, "symlink-escape").unwrap(),
         ["ID=guest\n"]
     );
+
+    // initrd-modules lists what an initrd built by the system's cpio and gzip packs.
+    let tree = tempfile::tempdir().unwrap();
+    let drivers = tree
+        .path()
+        .join("usr/lib/modules/6.1.0/kernel/drivers/block");
+    std::fs::create_dir_all(&drivers).unwrap();
+    std::fs::write(drivers.join("virtio-blk.ko.xz"), "").unwrap();
+    std::fs::write(drivers.join("loop.ko"), "").unwrap();
+    let build = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("find . | cpio --quiet -o -H newc | gzip -n")
+        .current_dir(tree.path())
+        .output()
+        .unwrap();
+    assert!(build.status.success());
+    std::fs::write(g.dir.path().join("etc/initrd.img"), build.stdout).unwrap();
+    assert_eq!(run_hostile(&rt, &g, "initrd").unwrap(), ["loop,virtio_blk"]);
 
     // After all that, the same runtime still runs a well-behaved call.
     run_hostile(&rt, &g, "allowed").unwrap();

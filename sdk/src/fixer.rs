@@ -37,6 +37,9 @@ pub trait Guest {
     fn readlink(&self, path: &str) -> Result<String>;
     fn chmod(&self, path: &str, mode: u32) -> Result<()>;
     fn chown(&self, path: &str, uid: u32, gid: u32) -> Result<()>;
+    /// Names of the kernel modules packed in the initramfs at `path` (`virtio_blk`,
+    /// `-` written `_`), read and decompressed by the host.
+    fn initrd_modules(&self, path: &str) -> Result<Vec<String>>;
     /// Runs argv inside the guest (argv[0] must be granted).
     fn run(&self, argv: &[&str], env: &[(&str, &str)], timeout_secs: u32) -> Result<Output>;
 
@@ -200,6 +203,9 @@ impl Guest for WitGuest {
     fn chown(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         self.root.chown(path, uid, gid)
     }
+    fn initrd_modules(&self, path: &str) -> Result<Vec<String>> {
+        self.root.initrd_modules(path)
+    }
     fn run(&self, argv: &[&str], env: &[(&str, &str)], timeout_secs: u32) -> Result<Output> {
         let out = guest_exec::run(&guest_exec::ExecRequest {
             argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -338,11 +344,35 @@ impl Guest for DirGuest {
     fn chown(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         std::os::unix::fs::chown(self.host(path), Some(uid), Some(gid)).map_err(|e| io_err(path, e))
     }
+    /// Test trees hold uncompressed cpio initrds (see [`crate::testing::newc_archive`]):
+    /// the decompressors live in the host.
+    fn initrd_modules(&self, path: &str) -> Result<Vec<String>> {
+        let data = self.read(path)?;
+        let members =
+            crate::testing::newc_members(&data).map_err(|e| Error::Io(format!("{path}: {e}")))?;
+        let names: std::collections::BTreeSet<String> = members
+            .iter()
+            .filter_map(|m| crate::files::kmod::module_name(m))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
     fn run(&self, argv: &[&str], _env: &[(&str, &str)], _timeout_secs: u32) -> Result<Output> {
         self.commands
             .borrow_mut()
             .push(argv.iter().map(|s| s.to_string()).collect());
         Ok(self.command_output.clone())
+    }
+}
+
+/// "line 2, rebuild_initrd: " for an error at byte `at` of a TOML text: the key
+/// whose value is wrong, never the value (it may be a password).
+fn where_in(text: &str, at: usize) -> String {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..at].matches('\n').count() + 1;
+    match text[line_start..at].split_once('=') {
+        Some((key, _)) => format!("line {line}, {}: ", key.trim()),
+        None => format!("line {line}: "),
     }
 }
 
@@ -352,6 +382,41 @@ pub fn config<T: serde::de::DeserializeOwned + Default>(ctx: &FixContext) -> Res
     if ctx.config.trim().is_empty() {
         return Ok(T::default());
     }
-    toml::from_str(&ctx.config)
-        .map_err(|e| Error::Invalid(format!("fixer config: {}", e.message())))
+    toml::from_str(&ctx.config).map_err(|e| {
+        let at = e.span().map(|span| where_in(&ctx.config, span.start));
+        Error::Invalid(format!(
+            "fixer config: {}{}",
+            at.unwrap_or_default(),
+            e.message()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fix_context;
+    use crate::TargetHardware;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Secret {
+        mode: u32,
+        password: String,
+    }
+
+    fn error(text: &str) -> String {
+        let ctx = fix_context("debian", "12", TargetHardware::Kvm, text);
+        config::<Secret>(&ctx).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn config_errors_name_the_key_without_quoting_the_line() {
+        let err = error("mode = 1\npassword = 42\n");
+        assert!(err.contains("line 2, password: invalid type"), "{err}");
+        let err = error("pasword = \"hunter2\"\n");
+        assert!(err.contains("line 1: unknown field `pasword`"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

@@ -24,6 +24,8 @@ pub mod files;
 pub mod fixer;
 pub mod packager;
 pub mod source;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 /// Generated bindings, one module per world. Plugin code uses the facades instead.
 #[doc(hidden)]

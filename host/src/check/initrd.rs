@@ -118,6 +118,16 @@ pub fn read(path: &Path) -> Result<Initrd, InitrdError> {
     };
     ensure_regular_file(path).map_err(io_err)?;
     let file = File::open(path).map_err(io_err)?;
+    read_file(file, path)
+}
+
+/// Lists the members of the initramfs open as `file`; `path` names it in errors
+/// (a guest path when a plugin asked).
+pub fn read_file(file: File, path: &Path) -> Result<Initrd, InitrdError> {
+    let io_err = |source| InitrdError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut input = BufReader::with_capacity(1 << 16, file);
     let mut lister = CpioLister::default();
     let mut formats = Vec::new();

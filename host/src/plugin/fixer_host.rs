@@ -16,6 +16,7 @@ use super::grants::{Access, Grants};
 use super::journal::Change;
 use super::runtime::{LoadedPlugin, Runtime};
 use super::{Kind, PluginError};
+use crate::check::initrd::{self, InitrdError};
 use crate::guest::root::{GuestPath, GuestRoot, Kind as FileKind, WriteOptions};
 
 pub use fixer_types::{FixContext, FixReport, NewRoot};
@@ -476,6 +477,28 @@ impl guest_fs::HostRoot for State {
         })?;
         self.journal.push(Change::Chown { path, uid, gid });
         Ok(())
+    }
+
+    fn initrd_modules(
+        &mut self,
+        _: Resource<RootHandle>,
+        path: String,
+    ) -> Result<Vec<String>, types::Error> {
+        self.op(
+            "initrd-modules",
+            &path,
+            Access::Read,
+            Follow::Last,
+            |r, p| {
+                let file = r.open_file(p)?;
+                // Errors name the guest path, never where the guest is mounted.
+                match initrd::read_file(file, std::path::Path::new(p.as_str())) {
+                    Ok(image) => Ok(image.module_names().into_iter().collect()),
+                    Err(InitrdError::Io { source, .. }) => Err(source),
+                    Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+                }
+            },
+        )
     }
 
     fn drop(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<()> {

@@ -15,6 +15,7 @@ pub mod fstab;
 pub mod grub_legacy;
 pub mod inittab;
 pub mod keyvalue;
+pub mod kmod;
 pub mod modprobe;
 pub mod rc_local;
 pub mod shadow;

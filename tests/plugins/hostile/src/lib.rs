@@ -22,6 +22,10 @@ impl Fixer for Hostile {
             "symlink-escape" => report.changed(guest.read_string("/etc/hostlink")?),
             "write-outside" => guest.write_string("/etc/shadow", "root::0:0:::::\n")?,
             "write-via-symlink" => guest.write_string("/etc/motd-link", "root::0:0:::::\n")?,
+            "fifo" => report.changed(guest.read_string("/etc/fifo")?),
+            "initrd-fifo" => report.changed(guest.initrd_modules("/etc/fifo")?.join(",")),
+            "initrd-outside" => report.changed(guest.initrd_modules("/boot/initrd.img")?.join(",")),
+            "initrd" => report.changed(guest.initrd_modules("/etc/initrd.img")?.join(",")),
             "command" => report.changed(guest.run_checked(&["/bin/rm", "-rf", "/"])?.stdout),
             "loop" => {
                 let mut n: u64 = 0;
