@@ -17,6 +17,20 @@ pub struct Config {
     pub extra_modules: Vec<String>,
     /// Kernel arguments to add to the boot entry.
     pub extra_cmdline: String,
+    /// When to run update-initramfs on the boot kernel.
+    pub rebuild_initrd: RebuildInitrd,
+}
+
+/// When the boot kernel's initrd is rebuilt.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebuildInitrd {
+    /// Only when it is missing, or lacks a driver the target needs that the kernel
+    /// has as a module (a rebuild is seconds of compression inside the guest).
+    #[default]
+    WhenNeeded,
+    /// Every time, as the manual procedure does.
+    Always,
 }
 
 impl Default for Config {
@@ -27,6 +41,7 @@ impl Default for Config {
             disable_cloud_init: false,
             extra_modules: Vec::new(),
             extra_cmdline: String::new(),
+            rebuild_initrd: RebuildInitrd::default(),
         }
     }
 }

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 
 use rehost_sdk::files::keyvalue::KeyValue;
-use rehost_sdk::fixer::{FileKind, Guest, Report};
-use rehost_sdk::{fail, Result};
+use rehost_sdk::files::kmod;
+use rehost_sdk::fixer::{info, FileKind, Guest, Report};
+use rehost_sdk::{fail, Error, Result};
 
 use crate::exec;
 
@@ -109,6 +110,53 @@ fn use_most_modules(guest: &dyn Guest, report: &mut Report) -> Result<bool> {
         changed = true;
     }
     Ok(changed)
+}
+
+/// Whether the initrd of kernel `version` must be (re)built: it is missing, cannot
+/// be read, or lacks one of `wanted` that the kernel has as a loadable module
+/// (a built-in driver needs no initrd, and one the kernel lacks cannot be added).
+pub fn needs_rebuild(guest: &dyn Guest, version: &str, wanted: &[String]) -> Result<bool> {
+    let initrd = initrd_path(version);
+    if !guest.exists(&initrd)? {
+        return Ok(true);
+    }
+    let packed: BTreeSet<String> = match guest.initrd_modules(&initrd) {
+        Ok(names) => names.into_iter().collect(),
+        Err(Error::NotFound(_)) => return Ok(true),
+        Err(e) => {
+            info(&format!(
+                "{initrd}: cannot list its modules ({e}); rebuilding it"
+            ));
+            return Ok(true);
+        }
+    };
+    let base = format!("/lib/modules/{version}");
+    // Without modules.dep, anything not built in may be a module: assume so.
+    let loadable = guest
+        .read_optional(&format!("{base}/modules.dep"))?
+        .map(|text| kmod::listed_modules(&text));
+    let builtin = kmod::listed_modules(
+        &guest
+            .read_optional(&format!("{base}/modules.builtin"))?
+            .unwrap_or_default(),
+    );
+    let missing: Vec<String> = wanted
+        .iter()
+        .map(|m| kmod::normalise(m))
+        .filter(|m| !packed.contains(m))
+        .filter(|m| match &loadable {
+            Some(loadable) => loadable.contains(m),
+            None => !builtin.contains(m),
+        })
+        .collect();
+    if missing.is_empty() {
+        info(&format!(
+            "{initrd} already has the drivers it needs: not rebuilt"
+        ));
+        return Ok(false);
+    }
+    info(&format!("{initrd} lacks {}", missing.join(", ")));
+    Ok(true)
 }
 
 /// Rebuilds (or creates, when missing) the initrd of kernel `version`.

@@ -21,8 +21,6 @@ const APT_INSTALL_SECS: u32 = 900;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
     pub version: String,
-    /// Installed by this run: its initrd is rebuilt rather than left to the package's hook.
-    pub installed: bool,
 }
 
 /// The newest kernel with the target's drivers, installing `package` (or the
@@ -46,10 +44,7 @@ pub fn ensure(
             "booting {version}: it has {}",
             hardware.driver_names()
         ));
-        return Ok(Some(Kernel {
-            version,
-            installed: false,
-        }));
+        return Ok(Some(Kernel { version }));
     }
     let package = match package {
         "" => default_package(&ctx.os)?,
@@ -65,10 +60,7 @@ pub fn ensure(
                 hardware.name,
                 hardware.driver_names()
             ));
-            Ok(Some(Kernel {
-                version,
-                installed: true,
-            }))
+            Ok(Some(Kernel { version }))
         }
         None if ctx.dry_run => {
             report.changed(format!(

@@ -3,7 +3,7 @@
 //! It mounts the root by UUID and drops Xen disks from fstab, keeps rc.local and
 //! cloud-init from waiting on the metadata service, names the NIC eth0, makes
 //! sure a kernel with the target's disk and NIC drivers is installed (with the
-//! guest's own apt when not), rebuilds its initrd with those drivers, and returns
+//! guest's own apt when not), rebuilds its initrd when it lacks those drivers, and returns
 //! it as the boot entry. Gettys are the xen-console fixer's job, which runs first.
 
 mod cloud;
@@ -18,7 +18,7 @@ mod network;
 use rehost_sdk::fixer::{config, FixContext, Fixer, Guest, Report};
 use rehost_sdk::{BootEntry, Result};
 
-pub use config::Config;
+pub use config::{Config, RebuildInitrd};
 use hardware::Hardware;
 
 rehost_sdk::manifest!("../rehost.toml");
@@ -49,13 +49,17 @@ impl Fixer for DebianCloud2Kvm {
             .chain([ROOT_FS_MODULE.to_string()])
             .chain(cfg.extra_modules.iter().cloned())
             .collect();
-        let reconfigured = initramfs::configure(guest, hardware.name, &modules, report)?;
+        initramfs::configure(guest, hardware.name, &modules, report)?;
         let Some(kernel) = kernel::ensure(guest, ctx, &cfg.kernel_package, &hardware, report)?
         else {
             return Ok(());
         };
+        // The configuration above serves the guest's own future rebuilds; a rebuild
+        // now is needed only when the initrd lacks a driver (or is asked for).
         let initrd = initramfs::initrd_path(&kernel.version);
-        if reconfigured || kernel.installed || !guest.exists(&initrd)? {
+        if cfg.rebuild_initrd == RebuildInitrd::Always
+            || initramfs::needs_rebuild(guest, &kernel.version, &modules)?
+        {
             initramfs::rebuild(guest, &kernel.version, report)?;
         }
         report.boot(boot_entry(ctx, &kernel.version, initrd, &cfg.extra_cmdline));

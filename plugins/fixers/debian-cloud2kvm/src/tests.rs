@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rehost_sdk::fixer::{DirGuest, FileStat, NewRoot, Output, WriteOptions};
-use rehost_sdk::{KernelInfo, OsInfo, TargetHardware};
+use rehost_sdk::testing::newc_archive;
+use rehost_sdk::{KernelInfo, TargetHardware};
 
 use super::*;
 
@@ -48,18 +49,41 @@ fn read(root: &Path, path: &str) -> String {
     fs::read_to_string(root.join(path)).unwrap()
 }
 
-/// A kernel in /boot with its modules (empty files, as the check only looks at names).
-fn add_kernel(root: &Path, version: &str, modules: &[&str]) {
+/// A kernel in /boot with its modules (empty files, as the check only looks at
+/// names), whose initrd packs `in_initrd`.
+fn add_kernel(root: &Path, version: &str, modules: &[&str], in_initrd: &[&str]) {
     write(root, &format!("boot/vmlinuz-{version}"), "kernel");
-    write(root, &format!("boot/initrd.img-{version}"), "initrd");
     write(
         root,
         &format!("lib/modules/{version}/modules.builtin"),
         "kernel/fs/ext4/ext4.ko\n",
     );
+    let dep: String = modules.iter().map(|m| format!("{m}:\n")).collect();
+    write(root, &format!("lib/modules/{version}/modules.dep"), &dep);
     for module in modules {
         write(root, &format!("lib/modules/{version}/{module}"), "");
     }
+    build_initrd(root, version, in_initrd);
+}
+
+/// What update-initramfs leaves: an initrd with `modules` below /usr/lib/modules.
+fn build_initrd(root: &Path, version: &str, modules: &[&str]) {
+    let members: Vec<String> = modules
+        .iter()
+        .map(|m| format!("usr/lib/modules/{version}/{m}"))
+        .collect();
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    let host = root.join(format!("boot/initrd.img-{version}"));
+    fs::write(host, newc_archive(&members)).unwrap();
+}
+
+/// Every module of kernel `version`, as MODULES=most packs them.
+fn all_modules(root: &Path, version: &str) -> Vec<String> {
+    read(root, &format!("lib/modules/{version}/modules.dep"))
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Debian 12 as build-debian.sh makes it, plus cloud-init and MODULES=dep.
@@ -87,13 +111,16 @@ fn debian_cloud_tree() -> tempfile::TempDir {
     );
     write(root, "usr/sbin/update-initramfs", "");
     write(root, "usr/bin/apt-get", "");
+    // Its initrd was built on Xen: it has only the Xen disk driver.
     add_kernel(
         root,
         CLOUD,
         &[
             "kernel/drivers/block/virtio_blk.ko",
+            "kernel/drivers/block/xen-blkfront.ko",
             "kernel/drivers/net/virtio_net.ko",
         ],
+        &["kernel/drivers/block/xen-blkfront.ko"],
     );
     tmp
 }
@@ -167,6 +194,9 @@ impl Guest for AptGuest {
     fn chown(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         self.dir.chown(path, uid, gid)
     }
+    fn initrd_modules(&self, path: &str) -> Result<Vec<String>> {
+        self.dir.initrd_modules(path)
+    }
     fn run(&self, argv: &[&str], env: &[(&str, &str)], _timeout_secs: u32) -> Result<Output> {
         self.commands
             .borrow_mut()
@@ -176,45 +206,44 @@ impl Guest for AptGuest {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );
-        if self.answer.success() && self.installs_kernel && argv.get(1) == Some(&"install") {
-            add_kernel(
-                &self.root,
-                GENERIC,
-                &[
-                    "kernel/drivers/ata/ahci.ko",
-                    "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
-                ],
-            );
+        if !self.answer.success() {
+            return Ok(self.answer.clone());
+        }
+        if self.installs_kernel && argv.get(1) == Some(&"install") {
+            // The package's hook builds the new kernel's initrd (MODULES=most).
+            let modules = [
+                "kernel/drivers/ata/ahci.ko",
+                "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
+            ];
+            add_kernel(&self.root, GENERIC, &modules, &modules);
+        }
+        if argv[0] == "/usr/sbin/update-initramfs" {
+            let version = argv[3];
+            let modules = all_modules(&self.root, version);
+            let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
+            build_initrd(&self.root, version, &modules);
         }
         Ok(self.answer.clone())
     }
 }
 
 fn ctx(target: TargetHardware, config: &str, dry_run: bool) -> FixContext {
-    FixContext {
-        os: OsInfo {
-            id: "debian".into(),
-            version_id: "12".into(),
-            pretty_name: "Debian GNU/Linux 12 (bookworm)".into(),
-            id_like: vec![],
-            arch: "x86_64".into(),
-        },
-        target,
-        kernels: vec![KernelInfo {
-            version: CLOUD.into(),
-            path: format!("/boot/vmlinuz-{CLOUD}"),
-            initrd: Some(format!("/boot/initrd.img-{CLOUD}")),
-            xen_only: false,
-        }],
-        root: NewRoot {
-            uuid: UUID.into(),
-            label: Some("cloudimg-rootfs".into()),
-            fs_type: "ext4".into(),
-            device: "/dev/sda1".into(),
-        },
-        config: config.into(),
-        dry_run,
-    }
+    let mut ctx = rehost_sdk::testing::fix_context("debian", "12", target, config);
+    ctx.os.pretty_name = "Debian GNU/Linux 12 (bookworm)".into();
+    ctx.kernels = vec![KernelInfo {
+        version: CLOUD.into(),
+        path: format!("/boot/vmlinuz-{CLOUD}"),
+        initrd: Some(format!("/boot/initrd.img-{CLOUD}")),
+        xen_only: false,
+    }];
+    ctx.root = NewRoot {
+        uuid: UUID.into(),
+        label: Some("cloudimg-rootfs".into()),
+        fs_type: "ext4".into(),
+        device: "/dev/sda1".into(),
+    };
+    ctx.dry_run = dry_run;
+    ctx
 }
 
 fn fix(guest: &dyn Guest, ctx: &FixContext) -> Result<Report> {
@@ -265,7 +294,7 @@ fn virtualbox_installs_the_generic_kernel_with_apt() {
                 "Dpkg::Options::=--force-confold",
                 "linux-image-amd64",
             ]),
-            argv(&["/usr/sbin/update-initramfs", "-u", "-k", GENERIC]),
+            // The package's hook built an initrd with ahci: no rebuild after it.
         ]
     );
     let noninteractive = vec![("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string())];
@@ -313,7 +342,6 @@ fn virtualbox_installs_the_generic_kernel_with_apt() {
         "installed linux-image-amd64",
         "cloud-init: no longer waits",
         "/etc/rc.local: commented out 1",
-        "rebuilt with update-initramfs",
     ] {
         assert!(changes.contains(needle), "{needle} not in:\n{changes}");
     }
@@ -474,4 +502,82 @@ fn xen_disks_can_be_kept_and_cloud_init_disabled() {
         .warnings
         .iter()
         .any(|w| w.contains("drop_xen_devices = false")));
+}
+
+/// The cloud initrd as Debian's own MODULES=most build leaves it: virtio included.
+fn tree_whose_initrd_has_virtio() -> tempfile::TempDir {
+    let tmp = debian_cloud_tree();
+    let modules = all_modules(tmp.path(), CLOUD);
+    let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
+    build_initrd(tmp.path(), CLOUD, &modules);
+    tmp
+}
+
+#[test]
+fn an_initrd_that_has_the_drivers_is_not_rebuilt() {
+    let tmp = tree_whose_initrd_has_virtio();
+    let guest = AptGuest::new(tmp.path());
+    let report = fix(&guest, &ctx(TargetHardware::Kvm, "", false)).unwrap();
+    // virtio_pci is not in this kernel's modules.dep and ext4 is built in: neither
+    // can be missing from the initrd.
+    assert!(guest.commands().is_empty(), "{:?}", guest.commands());
+    let changes = report.changes.join("\n");
+    assert!(
+        changes.contains("/etc/initramfs-tools/modules: added"),
+        "{changes}"
+    );
+    assert!(!changes.contains("update-initramfs"), "{changes}");
+    assert_eq!(
+        entries(&report)[0].2,
+        Some(format!("/boot/initrd.img-{CLOUD}"))
+    );
+}
+
+#[test]
+fn rebuild_initrd_always_rebuilds_it_anyway() {
+    let tmp = tree_whose_initrd_has_virtio();
+    let guest = AptGuest::new(tmp.path());
+    let report = fix(
+        &guest,
+        &ctx(TargetHardware::Kvm, "rebuild_initrd = \"always\"", false),
+    )
+    .unwrap();
+    assert_eq!(
+        guest.commands(),
+        [argv(&["/usr/sbin/update-initramfs", "-u", "-k", CLOUD])]
+    );
+    assert!(report.changes.iter().any(|c| c.contains("rebuilt")));
+    let bad = ctx(TargetHardware::Kvm, "rebuild_initrd = \"never\"", false);
+    let err = fix(&AptGuest::new(tmp.path()), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rebuild_initrd"), "{err}");
+}
+
+#[test]
+fn an_initrd_it_cannot_read_is_rebuilt() {
+    let tmp = tree_whose_initrd_has_virtio();
+    write(
+        tmp.path(),
+        &format!("boot/initrd.img-{CLOUD}"),
+        "not an initrd",
+    );
+    let guest = AptGuest::new(tmp.path());
+    fix(&guest, &ctx(TargetHardware::Kvm, "", false)).unwrap();
+    assert_eq!(
+        guest.commands(),
+        [argv(&["/usr/sbin/update-initramfs", "-u", "-k", CLOUD])]
+    );
+}
+
+#[test]
+fn without_modules_dep_every_driver_not_built_in_counts() {
+    let tmp = tree_whose_initrd_has_virtio();
+    fs::remove_file(tmp.path().join(format!("lib/modules/{CLOUD}/modules.dep"))).unwrap();
+    let guest = AptGuest::new(tmp.path());
+    // virtio_pci might be a module this initrd lacks; ext4 is built in.
+    assert!(
+        initramfs::needs_rebuild(&guest, CLOUD, &argv(&["virtio_blk", "ext4"])).is_ok_and(|r| !r)
+    );
+    assert!(initramfs::needs_rebuild(&guest, CLOUD, &argv(&["virtio-pci"])).unwrap());
 }
