@@ -136,30 +136,12 @@ rehost_sdk::export_fixer!(RemovePackages);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rehost_sdk::fixer::{DirGuest, NewRoot, Output};
-    use rehost_sdk::{OsInfo, TargetHardware};
+    use rehost_sdk::fixer::{DirGuest, Output};
+    use rehost_sdk::TargetHardware;
     use std::fs;
 
     fn ctx(config: &str) -> FixContext {
-        FixContext {
-            os: OsInfo {
-                id: "centos".into(),
-                version_id: "5.11".into(),
-                pretty_name: String::new(),
-                id_like: vec![],
-                arch: "x86_64".into(),
-            },
-            target: TargetHardware::Virtualbox,
-            kernels: vec![],
-            root: NewRoot {
-                uuid: "u".into(),
-                label: None,
-                fs_type: "ext3".into(),
-                device: "/dev/sda1".into(),
-            },
-            config: config.into(),
-            dry_run: false,
-        }
+        rehost_sdk::testing::fix_context("centos", "5.11", TargetHardware::Virtualbox, config)
     }
 
     const SEED_POLICY: &str = "packages = [\"realvnc-vnc-server\", \"openldap\"]\n";

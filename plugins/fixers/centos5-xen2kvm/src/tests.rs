@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use rehost_sdk::files::shadow::{verify_password, Shadow};
-use rehost_sdk::fixer::{DirGuest, FixContext, Fixer, NewRoot, Report};
-use rehost_sdk::{KernelInfo, OsInfo, TargetHardware};
+use rehost_sdk::fixer::{DirGuest, FixContext, Fixer, Report};
+use rehost_sdk::{KernelInfo, TargetHardware};
 
 use super::Centos5Xen2Kvm;
 use crate::kernel::compare_versions;
@@ -158,33 +158,16 @@ fn centos5_tree(dir: &Path, native: bool) {
 
 /// The context the pipeline gives: the kernels inspected before any fixer ran.
 fn ctx(target: TargetHardware, config: &str) -> FixContext {
-    FixContext {
-        os: OsInfo {
-            id: "centos".into(),
-            version_id: "5.11".into(),
-            pretty_name: "CentOS release 5.11 (Final)".into(),
-            id_like: vec![],
-            arch: "x86_64".into(),
-        },
-        target,
-        kernels: vec![KernelInfo {
-            version: XEN_KERNEL.into(),
-            path: format!("/boot/vmlinuz-{XEN_KERNEL}"),
-            initrd: Some(format!("/boot/initrd-{XEN_KERNEL}.img")),
-            xen_only: true,
-        }],
-        root: NewRoot {
-            uuid: UUID.into(),
-            label: None,
-            fs_type: "ext3".into(),
-            device: match target {
-                TargetHardware::Virtualbox => "/dev/sda1".into(),
-                TargetHardware::Kvm => "/dev/vda1".into(),
-            },
-        },
-        config: config.into(),
-        dry_run: false,
-    }
+    let mut ctx = rehost_sdk::testing::fix_context("centos", "5.11", target, config);
+    ctx.os.pretty_name = "CentOS release 5.11 (Final)".into();
+    ctx.kernels = vec![KernelInfo {
+        version: XEN_KERNEL.into(),
+        path: format!("/boot/vmlinuz-{XEN_KERNEL}"),
+        initrd: Some(format!("/boot/initrd-{XEN_KERNEL}.img")),
+        xen_only: true,
+    }];
+    ctx.root.uuid = UUID.into();
+    ctx
 }
 
 fn read(dir: &Path, path: &str) -> String {

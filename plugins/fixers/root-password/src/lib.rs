@@ -76,8 +76,8 @@ rehost_sdk::export_fixer!(RootPassword);
 mod tests {
     use super::*;
     use rehost_sdk::files::shadow::verify_password;
-    use rehost_sdk::fixer::{DirGuest, NewRoot};
-    use rehost_sdk::{OsInfo, TargetHardware};
+    use rehost_sdk::fixer::DirGuest;
+    use rehost_sdk::TargetHardware;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
@@ -88,25 +88,7 @@ ec2-user:!!:15000:0:99999:7:::
 ";
 
     fn ctx(config: &str) -> FixContext {
-        FixContext {
-            os: OsInfo {
-                id: "centos".into(),
-                version_id: "5.11".into(),
-                pretty_name: String::new(),
-                id_like: vec![],
-                arch: "x86_64".into(),
-            },
-            target: TargetHardware::Virtualbox,
-            kernels: vec![],
-            root: NewRoot {
-                uuid: "u".into(),
-                label: None,
-                fs_type: "ext3".into(),
-                device: "/dev/sda1".into(),
-            },
-            config: config.into(),
-            dry_run: false,
-        }
+        rehost_sdk::testing::fix_context("centos", "5.11", TargetHardware::Virtualbox, config)
     }
 
     fn guest_with_shadow() -> (tempfile::TempDir, DirGuest) {

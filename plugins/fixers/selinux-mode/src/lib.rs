@@ -99,8 +99,8 @@ rehost_sdk::export_fixer!(SelinuxMode);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rehost_sdk::fixer::{DirGuest, NewRoot};
-    use rehost_sdk::{OsInfo, TargetHardware};
+    use rehost_sdk::fixer::DirGuest;
+    use rehost_sdk::TargetHardware;
     use std::fs;
 
     /// The CentOS 5 fixture's /etc/selinux/config.
@@ -118,25 +118,7 @@ SELINUXTYPE=targeted
 ";
 
     fn ctx(config: &str) -> FixContext {
-        FixContext {
-            os: OsInfo {
-                id: "centos".into(),
-                version_id: "5.11".into(),
-                pretty_name: String::new(),
-                id_like: vec![],
-                arch: "x86_64".into(),
-            },
-            target: TargetHardware::Kvm,
-            kernels: vec![],
-            root: NewRoot {
-                uuid: "u".into(),
-                label: None,
-                fs_type: "ext3".into(),
-                device: "/dev/vda1".into(),
-            },
-            config: config.into(),
-            dry_run: false,
-        }
+        rehost_sdk::testing::fix_context("centos", "5.11", TargetHardware::Kvm, config)
     }
 
     fn tree() -> tempfile::TempDir {
