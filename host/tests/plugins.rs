@@ -69,7 +69,7 @@ fn guest() -> Guest {
     // Opening a FIFO for reading blocks until a writer comes: the host must not.
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &etc.join("fifo"),
+        etc.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,

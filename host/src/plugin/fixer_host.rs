@@ -5,9 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Store, StoreLimits};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{HasSelf, Linker, Resource};
 
 use super::bindings::fixer::rehost::plugin::{fixer_types, guest_exec, guest_fs, log, types};
 use super::bindings::fixer::{Fixer, FixerPre};
@@ -15,6 +13,7 @@ use super::bindings::RootHandle;
 use super::grants::{Access, Grants};
 use super::journal::Change;
 use super::runtime::{LoadedPlugin, Runtime};
+use super::sandbox::{self, sandboxed, Sandbox};
 use super::{Kind, PluginError};
 use crate::check::initrd::{self, InitrdError};
 use crate::guest::root::{GuestPath, GuestRoot, Kind as FileKind, WriteOptions};
@@ -96,19 +95,10 @@ struct State {
     commands: Arc<dyn CommandRunner>,
     command_timeout: Duration,
     journal: Vec<Change>,
-    table: ResourceTable,
-    wasi: WasiCtx,
-    limits: StoreLimits,
+    sandbox: Sandbox,
 }
 
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
+sandboxed!(State);
 
 /// Calls a fixer's `fix` in a fresh store with the plugin's limits.
 pub fn call_fixer(
@@ -138,8 +128,6 @@ pub fn call_fixer(
         })
         .map_err(instantiate)?;
 
-    // No preopens, no environment, no network: WASI is only there for std's needs.
-    let wasi = WasiCtx::builder().inherit_stderr().build();
     let state = State {
         plugin: name.clone(),
         grants: call.grants,
@@ -147,18 +135,14 @@ pub fn call_fixer(
         commands: call.commands.clone(),
         command_timeout: call.command_timeout,
         journal: Vec::new(),
-        table: ResourceTable::new(),
-        wasi,
-        limits: limits.store_limits(),
+        sandbox: Sandbox::new(&limits),
     };
-    let mut store = Store::new(runtime.engine(), state);
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(limits.deadline_ticks());
-    store.epoch_deadline_trap();
+    let mut store = sandbox::store(runtime.engine(), state, &limits);
 
     let fixer = pre.instantiate(&mut store).map_err(instantiate)?;
     let root = store
         .data_mut()
+        .sandbox
         .table
         .push(RootHandle)
         .map_err(|e| instantiate(e.into()))?;
@@ -502,7 +486,7 @@ impl guest_fs::HostRoot for State {
     }
 
     fn drop(&mut self, handle: Resource<RootHandle>) -> wasmtime::Result<()> {
-        self.table.delete(handle)?;
+        self.sandbox.table.delete(handle)?;
         Ok(())
     }
 }

@@ -181,7 +181,7 @@ impl Manifest {
         }
         let version = lenient_version(version_id);
         self.applies_to.iter().any(|a| {
-            (a.id == id || id_like.iter().any(|l| *l == a.id))
+            (a.id == id || id_like.contains(&a.id))
                 && match (&a.versions, &version) {
                     (None, _) => true,
                     (Some(req), Some(v)) => req.matches(v),

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod packager_host;
 pub mod registry;
 pub mod runtime;
+pub(crate) mod sandbox;
 pub mod source_host;
 pub mod stock;
 

@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender};
-use wasmtime::component::{HasSelf, Linker, ResourceTable, ResourceType};
-use wasmtime::{Store, StoreLimits};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{HasSelf, Linker, ResourceType};
 
 use super::bindings::fixer::rehost::plugin::{log, types};
 use super::bindings::packager::rehost::plugin::{packager_host as wit, packager_types};
@@ -23,6 +21,8 @@ use super::bindings::packager::Packager;
 use super::bindings::RootHandle;
 use super::fixer_host::{describe, trap_error};
 use super::runtime::{LoadedPlugin, Runtime};
+use super::sandbox::{self, sandboxed, Sandbox};
+use super::Limits;
 use super::{Kind, PluginError};
 use crate::disk::formats::Format;
 use output::{Disk, OutputError, Reply, Request};
@@ -129,9 +129,7 @@ pub fn package(
         output_name: output_name.clone(),
         requests,
         written: Vec::new(),
-        table: ResourceTable::new(),
-        wasi: WasiCtx::builder().inherit_stderr().build(),
-        limits: StoreLimits::default(),
+        sandbox: Sandbox::new(&limits(runtime, plugin)),
     };
     let (called, finished) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
@@ -184,35 +182,32 @@ struct State {
     /// Dropped with the store, which tells the writer to complete the output.
     requests: Sender<(Request, Reply)>,
     written: Vec<Written>,
-    table: ResourceTable,
-    wasi: WasiCtx,
-    limits: StoreLimits,
+    sandbox: Sandbox,
 }
 
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
+sandboxed!(State);
 
-/// Calls `package-disk` in a fresh store; returns the report and what was written.
-fn call_packager(
-    runtime: &Runtime,
-    plugin: &LoadedPlugin,
-    mut state: State,
-    settings: &VmSettings,
-) -> Result<(PackageReport, Vec<Written>), PluginError> {
-    let name = plugin.manifest.name.clone();
+/// The runtime's limits for this packager, with its own deadline: writing a large
+/// disk takes longer than the default per-call time.
+fn limits(runtime: &Runtime, plugin: &LoadedPlugin) -> Limits {
     let mut limits = runtime.limits.for_manifest(&plugin.manifest);
     limits.deadline = plugin
         .manifest
         .capabilities
         .time_secs
         .map_or(PACKAGE_DEADLINE, Duration::from_secs);
-    state.limits = limits.store_limits();
+    limits
+}
+
+/// Calls `package-disk` in a fresh store; returns the report and what was written.
+fn call_packager(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    state: State,
+    settings: &VmSettings,
+) -> Result<(PackageReport, Vec<Written>), PluginError> {
+    let name = plugin.manifest.name.clone();
+    let limits = limits(runtime, plugin);
     let instantiate = |e| PluginError::Instantiate {
         plugin: name.clone(),
         source: e,
@@ -228,10 +223,7 @@ fn call_packager(
         .instance("rehost:plugin/guest-fs@0.1.0")
         .and_then(|mut fs| fs.resource("root", ResourceType::host::<RootHandle>(), |_, _| Ok(())))
         .map_err(instantiate)?;
-    let mut store = Store::new(runtime.engine(), state);
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(limits.deadline_ticks());
-    store.epoch_deadline_trap();
+    let mut store = sandbox::store(runtime.engine(), state, &limits);
 
     let packager =
         Packager::instantiate(&mut store, &plugin.component, &linker).map_err(instantiate)?;

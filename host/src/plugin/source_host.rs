@@ -19,9 +19,8 @@ use std::time::Duration;
 use md5::Md5;
 use sha2::{Digest, Sha512};
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, ResourceType};
-use wasmtime::{Engine, Store, StoreLimits};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceType};
+use wasmtime::Engine;
 
 use super::bindings::fixer::rehost::plugin::{log, types};
 use super::bindings::source::rehost::plugin::{source_host as wit, source_types};
@@ -29,6 +28,7 @@ use super::bindings::source::Source;
 use super::fixer_host::{describe, trap_error};
 use super::manifest::Capabilities;
 use super::runtime::{LoadedPlugin, Runtime};
+use super::sandbox::{self, sandboxed, Sandbox};
 use super::{catalog, Grants, Kind, PluginError};
 use secrets::Secrets;
 use work::{SparseWriter, Work, Written};
@@ -186,19 +186,10 @@ struct State {
     ssh: SshConfig,
     cancel: Arc<AtomicBool>,
     work: Work,
-    table: ResourceTable,
-    wasi: WasiCtx,
-    limits: StoreLimits,
+    sandbox: Sandbox,
 }
 
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
+sandboxed!(State);
 
 /// Calls a source's `fetch` in a fresh store; on success the work image is in place.
 pub fn call_source(
@@ -233,7 +224,6 @@ pub fn call_source(
     Source::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(instantiate)?;
     stub_other_worlds(&mut linker, &plugin.component, runtime.engine()).map_err(instantiate)?;
 
-    // WASI gives clocks (for polling) and stderr; no files, environment or sockets.
     let state = State {
         plugin: name.clone(),
         grants: call.grants,
@@ -241,14 +231,9 @@ pub fn call_source(
         ssh: call.ssh,
         cancel: call.cancel,
         work,
-        table: ResourceTable::new(),
-        wasi: WasiCtx::builder().inherit_stderr().build(),
-        limits: limits.store_limits(),
+        sandbox: Sandbox::new(&limits),
     };
-    let mut store = Store::new(runtime.engine(), state);
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(limits.deadline_ticks());
-    store.epoch_deadline_trap();
+    let mut store = sandbox::store(runtime.engine(), state, &limits);
 
     let source =
         Source::instantiate(&mut store, &plugin.component, &linker).map_err(instantiate)?;
