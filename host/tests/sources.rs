@@ -527,6 +527,13 @@ fn euca_scp_copies_the_instance_from_its_node() {
     assert_eq!(sha256_file(&outcome.work), sha256_file(&disk));
     assert_eq!(outcome.sha256, sha256_file(&disk));
     assert_eq!(metadata(&outcome, "euca.node"), "127.0.0.1");
+    // scp wrote all 8 MiB; the zero blocks became holes again.
+    use std::os::unix::fs::MetadataExt;
+    let allocated = std::fs::metadata(&outcome.work).unwrap().blocks() * 512;
+    assert!(
+        allocated < 1 << 20,
+        "the work image is dense: {allocated} bytes"
+    );
 
     // Failures get a fresh work directory each, to show they leave nothing.
     let fresh = |name: &str| {

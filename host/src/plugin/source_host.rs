@@ -737,7 +737,9 @@ impl wit::Host for State {
             .map_err(|e| self.failed(op, e.to_string()))?;
         ssh::copy(&self.ssh, &dest, &remote_path, scratch.path(), &self.cancel)
             .map_err(|e| self.failed(op, e))?;
-        let written = self.hash_file(op, scratch.path())?;
+        // scp writes every byte, zeroes included.
+        let written = work::hash_and_punch_zeros(scratch.path(), &self.cancel)
+            .map_err(|e| self.failed(op, e))?;
         Ok(self.accept(scratch, written))
     }
 }

@@ -167,6 +167,49 @@ impl<'a> SparseWriter<'a> {
     }
 }
 
+/// Hashes a file another program wrote densely (scp) and punches a hole wherever a
+/// block is all zeroes, so the work image is as sparse as a streamed one and later
+/// stages copy only data.
+pub fn hash_and_punch_zeros(path: &Path, cancel: &AtomicBool) -> Result<Written, String> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    let fail = |e: io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(fail)?;
+    let mut sha256 = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = 0u64;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
+        let n = read_full(&mut &file, &mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        sha256.update(&buf[..n]);
+        for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
+            if block.iter().all(|&b| b == 0) {
+                let at = pos + (i * BLOCK) as u64;
+                fallocate(
+                    &file,
+                    FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                    at,
+                    block.len() as u64,
+                )
+                .map_err(|e| fail(e.into()))?;
+            }
+        }
+        pos += n as u64;
+    }
+    Ok(Written {
+        bytes: pos,
+        sha256: hex::encode(sha256.finalize()),
+    })
+}
+
 /// Streams `reader` into `writer`, checking `cancel` between chunks and calling
 /// `progress(done)` after each.
 pub fn pump(
