@@ -289,7 +289,11 @@ fn marker(image: &[u8], sector: u64) -> (u64, u32, u32) {
 #[test]
 fn vmdk_stream_layout() {
     let disk = scattered_disk(64 * MIB);
-    let (path, _) = disk.convert(Format::VmdkStreamOptimized, &WriteOptions::default());
+    let opts = WriteOptions {
+        file_name: Some("vm-disk001.vmdk"),
+        ..WriteOptions::default()
+    };
+    let (path, _) = disk.convert(Format::VmdkStreamOptimized, &opts);
     let image = std::fs::read(&path).unwrap();
     let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
     assert_eq!(&image[0..4], b"KDMV");
@@ -299,6 +303,9 @@ fn vmdk_stream_layout() {
         descriptor.contains("createType=\"streamOptimized\""),
         "{descriptor}"
     );
+    // The extent is named after the file, as in VirtualBox's exports.
+    let sectors_line = format!("RDONLY {} SPARSE \"vm-disk001.vmdk\"", 64 * MIB / 512);
+    assert!(descriptor.contains(&sectors_line), "{descriptor}");
 
     // Walk the stream from overHead: grains in ascending LBA order, then GT markers
     // with their tables, until the GD marker.

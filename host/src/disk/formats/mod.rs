@@ -111,6 +111,9 @@ pub struct WriteOptions<'a> {
     /// VMDK (hashed as written); the other formats are read back, so `out` must be
     /// open for reading too.
     pub sha256: bool,
+    /// The image's file name, recorded where the format keeps one: a VMDK
+    /// descriptor names its extent after it, as VirtualBox's exports do.
+    pub file_name: Option<&'a str>,
 }
 
 /// What [`write_disk`] wrote.
@@ -176,7 +179,15 @@ pub fn write_disk(
             (qcow2::write(source, size, out, compression, &ctl)?, None)
         }
         Format::Vdi => (vdi::write(source, size, out, &ctl)?, None),
-        Format::VmdkStreamOptimized => vmdk::write(source, size, out, threads, &ctl, opts.sha256)?,
+        Format::VmdkStreamOptimized => vmdk::write(
+            source,
+            size,
+            out,
+            threads,
+            &ctl,
+            opts.sha256,
+            opts.file_name,
+        )?,
     };
     let sha256 = match sha256 {
         None if opts.sha256 => Some(out.sha256(bytes)?),

@@ -36,8 +36,18 @@ const MARKER_GT: u32 = 1;
 const MARKER_GD: u32 = 2;
 const MARKER_FOOTER: u32 = 3;
 
-/// The name the descriptor gives the (embedded) extent; readers do not open it.
+/// The extent name when the image's own file name cannot be quoted in the
+/// descriptor. Readers never open it: the extent is embedded.
 const EXTENT_NAME: &str = "disk.vmdk";
+
+/// The name the descriptor gives the embedded extent: the image's own file name,
+/// as VirtualBox's exports do, when it is printable ASCII without a quote.
+fn extent_name(file_name: Option<&str>) -> &str {
+    file_name
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .filter(|n| !n.contains('"'))
+        .unwrap_or(EXTENT_NAME)
+}
 
 /// Writes `size` bytes of `file` as streamOptimized VMDK with `threads` compressing
 /// threads; returns the image length and, if asked, its sha256.
@@ -48,9 +58,10 @@ pub(crate) fn write(
     threads: usize,
     ctl: &Control,
     hash: bool,
+    file_name: Option<&str>,
 ) -> Result<(u64, Option<[u8; 32]>), FormatError> {
     let capacity = size.div_ceil(SECTOR);
-    let descriptor = descriptor(capacity);
+    let descriptor = descriptor(capacity, extent_name(file_name));
     let descriptor_sectors = (descriptor.len() as u64).div_ceil(SECTOR);
     let mut header = Header {
         capacity,
@@ -212,7 +223,7 @@ impl Header {
 }
 
 /// The embedded descriptor, as VirtualBox writes it for a stream image.
-fn descriptor(capacity: u64) -> String {
+fn descriptor(capacity: u64, extent: &str) -> String {
     let cid = content_id();
     let cylinders = (capacity / (16 * 63)).min(16383);
     let nil = uuid::Uuid::nil();
@@ -224,7 +235,7 @@ fn descriptor(capacity: u64) -> String {
          createType=\"streamOptimized\"\n\
          \n\
          # Extent description\n\
-         RDONLY {capacity} SPARSE \"{EXTENT_NAME}\"\n\
+         RDONLY {capacity} SPARSE \"{extent}\"\n\
          \n\
          # The disk Data Base \n\
          #DDB\n\
@@ -246,4 +257,19 @@ fn descriptor(capacity: u64) -> String {
 fn content_id() -> u32 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & 0x7fff_ffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extent_names_fall_back_when_they_cannot_be_quoted() {
+        assert_eq!(extent_name(Some("vm-disk001.vmdk")), "vm-disk001.vmdk");
+        assert_eq!(extent_name(Some("my vm.vmdk")), "my vm.vmdk");
+        for bad in ["a\"b.vmdk", "line\nbreak.vmdk", "café.vmdk", ""] {
+            assert_eq!(extent_name(Some(bad)), EXTENT_NAME, "{bad:?}");
+        }
+        assert_eq!(extent_name(None), EXTENT_NAME);
+    }
 }

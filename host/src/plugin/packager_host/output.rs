@@ -130,6 +130,7 @@ impl Output<'_> {
                     let opts = WriteOptions {
                         cancel: Some(cancel),
                         progress: Some(&progress),
+                        file_name: Some(&name),
                         ..WriteOptions::default()
                     };
                     formats::write_disk(format, disk.file, disk.size, file, at, &opts)
