@@ -5,8 +5,10 @@
 #
 # usage: sudo bench/convert.sh          (needs scripts/setup.sh done; builds rehost --release)
 #   BENCH_DIR=/var/tmp/rehost-bench-convert   work directory (outputs deleted after each run)
+#   RUNS=3                                    runs per command (the median is reported)
 #
-# Reported: wall time, peak RSS (/usr/bin/time -v), output size; then the targets:
+# Each command runs RUNS times (default 3). Reported: the median wall time, the peak
+# RSS (/usr/bin/time -v), the output size; then the targets:
 # rehost <= 0.5x the manual procedure; the same data in a 64 GiB-apparent image within
 # 1.2x of the 2 GiB one; rehost's peak RSS under 200 MiB.
 set -euo pipefail
@@ -27,18 +29,27 @@ if [ ! -f "$big" ] || [ "$big" -ot "$small" ]; then
   mv "$big.tmp" "$big"
 fi
 
-declare -A WALL RSS
-# measure NAME CMD...: runs CMD under /usr/bin/time, records wall seconds and peak RSS.
+runs=${RUNS:-3}
+declare -A WALL RSS SIZE
+# measure NAME OUT CMD...: runs CMD $runs times under /usr/bin/time (caches dropped and
+# OUT removed before each), records the median wall seconds, the peak RSS and OUT's size.
 measure() {
-  local name=$1; shift
-  local log=$dir/time.log
-  sync; echo 3 >/proc/sys/vm/drop_caches
-  /usr/bin/time -v -o "$log" "$@" >"$dir/$name.out" 2>&1 || { cat "$dir/$name.out" >&2; echo "bench: $name failed" >&2; exit 1; }
-  local wall rss
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$log")
-  rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$log")
-  WALL[$name]=$wall RSS[$name]=$rss
-  printf '%-28s %8.1f s %6s MiB\n' "$name" "$wall" "$rss" >&2
+  local name=$1 out=$2; shift 2
+  local log=$dir/time.log walls=() rss=0 r
+  for ((i = 0; i < runs; i++)); do
+    rm -f "$out"
+    sync; echo 3 >/proc/sys/vm/drop_caches
+    /usr/bin/time -v -o "$log" "$@" >"$dir/$name.out" 2>&1 || { cat "$dir/$name.out" >&2; echo "bench: $name failed" >&2; exit 1; }
+    walls+=("$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$log")")
+    r=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$log")
+    ((r > rss)) && rss=$r
+  done
+  WALL[$name]=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  RSS[$name]=$rss
+  SIZE[$name]=$(du -h --apparent-size "$out" | cut -f1)
+  rm -f "$out"
+  printf '%-24s median %6.1f s of %s   peak %4s MiB   output %s\n' \
+    "$name" "${WALL[$name]}" "${walls[*]}" "$rss" "${SIZE[$name]}" >&2
 }
 
 # The seed's STEP 1 + 2 by hand, with today's tools: sfdisk, dd conv=sparse, resize2fs
@@ -90,15 +101,13 @@ printf '[fixer.debian-cloud2kvm]\nrebuild_initrd = "always"\n' >"$always"
 
 for img in "$small" "$big"; do
   tag=$( [ "$img" = "$small" ] && echo 2g || echo 64g )
-  rm -f "$dir"/*.qcow2
-  measure "rehost-$tag" "$rehost" convert "$img" -o "$dir/rehost-$tag.qcow2" --target kvm
-  measure "rehost-always-$tag" "$rehost" convert "$img" -o "$dir/rehost-always-$tag.qcow2" \
+  out=$dir/out-$tag.qcow2
+  measure "rehost-$tag" "$out" "$rehost" convert "$img" -o "$out" --target kvm
+  measure "rehost-always-$tag" "$out" "$rehost" convert "$img" -o "$out" \
     --target kvm --config "$always"
-  measure "manual-$tag" bash -c "manual '$img' '$dir/manual-$tag.qcow2'"
-  measure "qemu-img-$tag" qemu-img convert -O qcow2 "$img" "$dir/qemu-$tag.qcow2"
-  du -h --apparent-size "$dir"/*.qcow2 >&2
+  measure "manual-$tag" "$out" bash -c "manual '$img' '$out'"
+  measure "qemu-img-$tag" "$out" qemu-img convert -O qcow2 "$img" "$out"
 done
-rm -f "$dir"/*.qcow2
 
 r2=${WALL[rehost-2g]} m2=${WALL[manual-2g]} r64=${WALL[rehost-64g]} m64=${WALL[manual-64g]}
 echo
