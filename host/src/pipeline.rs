@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::check;
-use crate::disk::copy::{Control, RangeCopy};
+use crate::disk::copy::{self, Control, RangeCopy};
 use crate::disk::ext::{self, FsLocation, FsckMode};
 use crate::disk::{bootloader, mbr};
 use crate::guest::inspect::{self, Inspection};
@@ -423,23 +423,16 @@ fn layout(
         .context("checking the grown filesystem")?;
 
     let disk = work.path("disk.raw");
-    let src = File::open(&bare)?;
-    let dst = File::create(&disk)?;
-    dst.set_len(mbr::disk_bytes(fs_bytes))?;
+    copy::shift_into_disk(
+        &bare,
+        &disk,
+        mbr::PARTITION_OFFSET,
+        mbr::disk_bytes(fs_bytes),
+        &control,
+    )?;
     let table = mbr::Mbr::single_linux_partition(mbr::random_disk_signature(), fs_bytes)?;
+    let dst = std::fs::OpenOptions::new().write(true).open(&disk)?;
     std::os::unix::fs::FileExt::write_all_at(&dst, &table.to_bytes(), 0)?;
-    RangeCopy {
-        src: &src,
-        src_path: &bare,
-        src_offset: 0,
-        length: fs_bytes,
-        dst: &dst,
-        dst_path: &disk,
-        dst_offset: mbr::PARTITION_OFFSET,
-    }
-    .run(&control)?;
-    drop(src);
-    std::fs::remove_file(&bare)?;
     Ok(Layout { disk, fs_bytes })
 }
 

@@ -3,6 +3,8 @@
 //! the ext4 root filesystem. The host has no kernel to boot, so each test stops
 //! at GRUB and looks for markers on the serial console.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -18,23 +20,10 @@ use rehost::disk::copy::{Control, RangeCopy};
 use rehost::disk::ext::{fsck, read_superblock, FsLocation, FsckMode, FsckOutcome};
 use rehost::disk::mbr::{disk_bytes, Mbr, PARTITION_OFFSET};
 
+use common::run;
+
 /// Far above what GRUB needs under TCG (seconds); only a hung boot hits it.
 const BOOT_DEADLINE: Duration = Duration::from_secs(600);
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A disk as the layout stage builds it (MBR, ext4 with `uuid` at 1 MiB) from
 /// the files in `files` (guest path, contents), with GRUB installed.

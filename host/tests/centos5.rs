@@ -9,8 +9,12 @@
 //! keeps a finding of the final check from hiding what the fixers did; the tests
 //! still expect it to find no error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{fixture, rehost};
 
 /// `/dev/sda1` starts 1 MiB into the converted disk.
 const PARTITION_OFFSET: u64 = 1 << 20;
@@ -105,35 +109,6 @@ mkdir -p /root/.ssh
 const VIRTIO_WITH: &str = "--with virtio_pci --with virtio_ring --with virtio_blk \
                            --with virtio_net --with virtio_balloon --with virtio";
 
-fn rehost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rehost"))
-        .args(args)
-        .env("XDG_CACHE_HOME", cache_dir())
-        .output()
-        .expect("run rehost")
-}
-
-/// One plugin cache for the whole test binary, so components compile once.
-fn cache_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join("rehost-test-plugin-cache");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn centos5_fixture() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let out = Command::new("bash")
-        .arg(root.join("tests/fixtures/build-centos5.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "build-centos5.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// The filesystem UUID, by blkid (the conversion keeps it).
 fn fs_uuid(image: &Path) -> String {
     let out = Command::new("blkid")
@@ -192,7 +167,7 @@ fn openssl_verifies(password: &str, hash: &str) -> bool {
 
 /// Converts the fixture with a pipeline file; returns the raw disk and rehost's stdout.
 fn convert(dir: &Path, target: &str, pipeline: &str) -> (PathBuf, String) {
-    let input = centos5_fixture();
+    let input = fixture("build-centos5.sh");
     let config = dir.join("pipeline.toml");
     std::fs::write(&config, pipeline).unwrap();
     let disk = dir.join("centos5.raw");
@@ -239,7 +214,7 @@ fn seed_pipeline_converts_the_centos5_fixture_for_virtualbox() {
          [fixer.centos5-xen2kvm]\ndesktop = true\nrunlevel = 5\nroot_password = {PASSWORD:?}\n",
         remove_packages.to_str().unwrap()
     );
-    let uuid = fs_uuid(&centos5_fixture());
+    let uuid = fs_uuid(&fixture("build-centos5.sh"));
     let (disk, stdout) = convert(dir.path(), "virtualbox", &pipeline);
     assert!(
         !stdout.contains(PASSWORD),

@@ -2,58 +2,12 @@
 //! errors that leave nothing behind, and a converted cloud instance boots.
 //! Needs root (loop devices, mounts), e2fsprogs, grub-pc-bin and qemu (scripts/setup.sh).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn rehost(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rehost"))
-        .args(args)
-        .env("XDG_CACHE_HOME", cache_dir())
-        .output()
-        .expect("run rehost")
-}
-
-/// One plugin cache for the whole test binary, so components compile once.
-fn cache_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join("rehost-test-plugin-cache");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn fixture(script: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let out = Command::new("bash")
-        .arg(root.join("tests/fixtures").join(script))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// sha256sum is native code: a debug build of sha2 takes minutes on the 2 GiB fixture.
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// Loop devices backed by `path` (none may outlive a command).
-fn loops_on(path: &Path) -> String {
-    let out = Command::new("losetup").arg("-a").output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&*path.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use common::{cache_dir, fixture, loops_on, rehost, sha256};
 
 /// Asserts a conversion failed with `expected` in its error and left nothing.
 fn assert_refused(input: &Path, extra: &[&str], expected: &str) {

@@ -2,34 +2,23 @@
 //! instance filesystem, sfdisk, e2fsck, tune2fs and qemu-img check what the
 //! sparse copy, resize and MBR produce. Everything lives in a TempDir.
 
+mod common;
+
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rehost::disk::copy::{copy_file_sparse, Control, CopyError, RangeCopy};
+use rehost::disk::copy::{copy_file_sparse, shift_into_disk, Control, CopyError, RangeCopy};
 use rehost::disk::ext::{
     fsck, grow, read_superblock, tune2fs_list, ExtError, FsLocation, FsType, FsckMode, FsckOutcome,
 };
 use rehost::disk::mbr::{disk_bytes, Mbr, PartitionKind, PARTITION_OFFSET};
 
-const MIB: u64 = 1 << 20;
+use common::run;
 
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+const MIB: u64 = 1 << 20;
 
 /// Deterministic incompressible-looking bytes.
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -456,4 +445,85 @@ fn copy_cancels_between_steps_and_cleans_up() {
         Err(CopyError::Io { .. })
     ));
     assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+}
+
+/// A tmpfs mounted for one test (FALLOC_FL_INSERT_RANGE is not supported there).
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_bare_filesystem_shifts_into_a_disk_with_or_without_insert_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmpfs = Tmpfs(dir.path().join("tmpfs"));
+    std::fs::create_dir(&tmpfs.0).unwrap();
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256M",
+            "tmpfs",
+            tmpfs.0.to_str().unwrap(),
+        ],
+    );
+
+    // dir is on the machine's ext4 (extents shifted in place); tmpfs falls back to a copy.
+    for (place, in_place) in [(dir.path(), true), (tmpfs.0.as_path(), false)] {
+        let image = make_ext4(place, "root.fs", "64M", &[]);
+        let inode = std::fs::metadata(&image).unwrap().ino();
+        let reference = place.join("reference.fs");
+        std::fs::copy(&image, &reference).unwrap();
+        let fs_bytes = std::fs::metadata(&image).unwrap().len();
+        let disk = place.join("disk.raw");
+        let disk_len = disk_bytes(fs_bytes);
+        shift_into_disk(
+            &image,
+            &disk,
+            PARTITION_OFFSET,
+            disk_len,
+            &Control::default(),
+        )
+        .unwrap();
+
+        assert!(
+            !image.exists(),
+            "{}: the bare file is left",
+            place.display()
+        );
+        // Shifted in place keeps the file (its inode); the fallback made a new one.
+        assert_eq!(std::fs::metadata(&disk).unwrap().ino() == inode, in_place);
+        assert_eq!(std::fs::metadata(&disk).unwrap().len(), disk_len);
+        assert_partition_matches(&disk, fs_bytes, &reference);
+        // The gap before the partition is a hole, and the filesystem's holes stay holes.
+        let head = File::open(&disk).unwrap();
+        let mut gap = vec![1u8; PARTITION_OFFSET as usize];
+        head.read_exact_at(&mut gap, 0).unwrap();
+        assert!(gap.iter().all(|&b| b == 0));
+        assert!(
+            allocated(&disk) < fs_bytes / 2,
+            "{} bytes allocated",
+            allocated(&disk)
+        );
+    }
+
+    // An existing disk is never overwritten, and the bare file stays where it was.
+    let image = make_ext4(dir.path(), "again.fs", "16M", &[]);
+    let taken = dir.path().join("taken.raw");
+    std::fs::write(&taken, b"keep me").unwrap();
+    assert!(shift_into_disk(
+        &image,
+        &taken,
+        PARTITION_OFFSET,
+        32 << 20,
+        &Control::default()
+    )
+    .is_err());
+    assert_eq!(std::fs::read(&taken).unwrap(), b"keep me");
+    assert!(image.exists());
 }

@@ -214,6 +214,85 @@ impl Mover<'_> {
     }
 }
 
+/// Turns the bare filesystem file `bare` into the disk file `disk` (which must not
+/// exist) holding the same bytes at `offset`, `disk_len` bytes long. Where the
+/// filesystem under them supports it (ext4, XFS), `bare` is renamed and its extents
+/// shifted up with FALLOC_FL_INSERT_RANGE, so no data is copied; elsewhere (tmpfs,
+/// or an offset that is not a multiple of the block size) its data extents are
+/// copied into a new `disk` and `bare` removed. The bytes below `offset` are a hole.
+pub fn shift_into_disk(
+    bare: &Path,
+    disk: &Path,
+    offset: u64,
+    disk_len: u64,
+    control: &Control,
+) -> Result<(), CopyError> {
+    control.check_cancel()?;
+    let len = std::fs::metadata(bare)
+        .map_err(io_error("reading the size of", bare))?
+        .len();
+    if offset > 0 && offset < len && try_insert_range(bare, disk, offset)? {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(disk)
+            .map_err(io_error("opening", disk))?;
+        return file.set_len(disk_len).map_err(io_error("extending", disk));
+    }
+    let src = File::open(bare).map_err(io_error("opening", bare))?;
+    let dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(disk)
+        .map_err(io_error("creating", disk))?;
+    dst.set_len(disk_len).map_err(io_error("sizing", disk))?;
+    let copied = RangeCopy {
+        src: &src,
+        src_path: bare,
+        src_offset: 0,
+        length: len,
+        dst: &dst,
+        dst_path: disk,
+        dst_offset: offset,
+    }
+    .run(control);
+    if let Err(e) = copied {
+        drop(dst);
+        let _ = std::fs::remove_file(disk);
+        return Err(e);
+    }
+    std::fs::remove_file(bare).map_err(io_error("removing", bare))
+}
+
+/// Renames `bare` to `disk` and inserts `offset` bytes of hole at its start.
+/// Returns false, with `bare` back in place, when the filesystem cannot.
+fn try_insert_range(bare: &Path, disk: &Path, offset: u64) -> Result<bool, CopyError> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    if disk.exists() {
+        return Err(io_error("creating", disk)(
+            io::ErrorKind::AlreadyExists.into(),
+        ));
+    }
+    std::fs::rename(bare, disk).map_err(io_error("renaming", bare))?;
+    let inserted = OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .map_err(io::Error::from)
+        .and_then(|file| {
+            fallocate(&file, FallocateFlags::INSERT_RANGE, 0, offset).map_err(io::Error::from)
+        });
+    match inserted {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            std::fs::rename(disk, bare).map_err(io_error("renaming back", disk))?;
+            match Errno::from_io_error(&e) {
+                // Not supported by this filesystem, or not block-aligned here.
+                Some(Errno::OPNOTSUPP | Errno::INVAL) => Ok(false),
+                _ => Err(io_error("shifting the filesystem in", disk)(e)),
+            }
+        }
+    }
+}
+
 /// Copies the whole of `src` into a new sparse file `dst` (which must not exist),
 /// e.g. the work copy of a source image. A partial `dst` is removed on failure
 /// and on cancellation. Returns the number of data bytes copied.
