@@ -187,16 +187,12 @@ struct State {
 
 sandboxed!(State);
 
-/// The runtime's limits for this packager, with its own deadline: writing a large
-/// disk takes longer than the default per-call time.
+/// The runtime's limits for this packager: writing a large disk takes longer than
+/// the default per-call time.
 fn limits(runtime: &Runtime, plugin: &LoadedPlugin) -> Limits {
-    let mut limits = runtime.limits.for_manifest(&plugin.manifest);
-    limits.deadline = plugin
-        .manifest
-        .capabilities
-        .time_secs
-        .map_or(PACKAGE_DEADLINE, Duration::from_secs);
-    limits
+    runtime
+        .limits
+        .for_long_call(&plugin.manifest, PACKAGE_DEADLINE)
 }
 
 /// Calls `package-disk` in a fresh store; returns the report and what was written.

@@ -57,6 +57,19 @@ impl Limits {
         }
     }
 
+    /// For a call that runs as long as its work takes (a source's transfers, a
+    /// packager's disk), with `deadline` instead of the per-call default. The
+    /// manifest's `time_secs` may only lower it; memory is as [`Self::for_manifest`].
+    pub fn for_long_call(&self, manifest: &Manifest, deadline: Duration) -> Limits {
+        Limits {
+            deadline: manifest
+                .capabilities
+                .time_secs
+                .map_or(deadline, |s| Duration::from_secs(s).min(deadline)),
+            ..self.for_manifest(manifest)
+        }
+    }
+
     pub fn store_limits(&self) -> StoreLimits {
         StoreLimitsBuilder::new()
             .memory_size(self.memory_bytes)
@@ -255,4 +268,40 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(tmp.path(), bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(capabilities: &str) -> Manifest {
+        let text = format!(
+            "name = \"p\"\nversion = \"0.1.0\"\nkind = \"source\"\ndescription = \"d\"\n\
+             api = \"^0.1\"\n[capabilities]\n{capabilities}"
+        );
+        Manifest::parse(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn manifests_may_lower_memory_and_set_their_deadline_within_bounds() {
+        let host = Limits::default();
+        let asked = host.for_manifest(&manifest("memory_mb = 64\ntime_secs = 1800\n"));
+        assert_eq!(asked.memory_bytes, 64 << 20);
+        assert_eq!(asked.deadline, Duration::from_secs(1800));
+        let greedy = host.for_manifest(&manifest("memory_mb = 4096\ntime_secs = 999999\n"));
+        assert_eq!(greedy.memory_bytes, host.memory_bytes);
+        assert_eq!(greedy.deadline, MAX_DEADLINE);
+    }
+
+    #[test]
+    fn long_calls_take_their_deadline_and_manifests_only_lower_it() {
+        let host = Limits::default();
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(host.for_long_call(&manifest(""), day).deadline, day);
+        let lower = host.for_long_call(&manifest("time_secs = 60\nmemory_mb = 32\n"), day);
+        assert_eq!(lower.deadline, Duration::from_secs(60));
+        assert_eq!(lower.memory_bytes, 32 << 20);
+        let higher = host.for_long_call(&manifest("time_secs = 999999\n"), day);
+        assert_eq!(higher.deadline, day);
+    }
 }

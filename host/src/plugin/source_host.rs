@@ -205,12 +205,9 @@ pub fn call_source(
             actual: plugin.manifest.kind,
         });
     }
-    let mut limits = runtime.limits.for_manifest(&plugin.manifest);
-    limits.deadline = plugin
-        .manifest
-        .capabilities
-        .time_secs
-        .map_or(SOURCE_DEADLINE, Duration::from_secs);
+    let limits = runtime
+        .limits
+        .for_long_call(&plugin.manifest, SOURCE_DEADLINE);
     let work = Work::new(&call.work).map_err(|e| PluginError::Config {
         plugin: name.clone(),
         message: format!("work image {}: {e}", call.work.display()),
