@@ -423,7 +423,7 @@ fn layout(
         .context("checking the grown filesystem")?;
 
     let disk = work.path("disk.raw");
-    copy::shift_into_disk(
+    let dst = copy::shift_into_disk(
         &bare,
         &disk,
         mbr::PARTITION_OFFSET,
@@ -431,7 +431,6 @@ fn layout(
         &control,
     )?;
     let table = mbr::Mbr::single_linux_partition(mbr::random_disk_signature(), fs_bytes)?;
-    let dst = std::fs::OpenOptions::new().write(true).open(&disk)?;
     std::os::unix::fs::FileExt::write_all_at(&dst, &table.to_bytes(), 0)?;
     Ok(Layout { disk, fs_bytes })
 }

@@ -220,23 +220,24 @@ impl Mover<'_> {
 /// shifted up with FALLOC_FL_INSERT_RANGE, so no data is copied; elsewhere (tmpfs,
 /// or an offset that is not a multiple of the block size) its data extents are
 /// copied into a new `disk` and `bare` removed. The bytes below `offset` are a hole.
+/// Returns `disk`, open for writing (the caller puts a partition table there).
 pub fn shift_into_disk(
     bare: &Path,
     disk: &Path,
     offset: u64,
     disk_len: u64,
     control: &Control,
-) -> Result<(), CopyError> {
+) -> Result<File, CopyError> {
     control.check_cancel()?;
     let len = std::fs::metadata(bare)
         .map_err(io_error("reading the size of", bare))?
         .len();
-    if offset > 0 && offset < len && try_insert_range(bare, disk, offset)? {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(disk)
-            .map_err(io_error("opening", disk))?;
-        return file.set_len(disk_len).map_err(io_error("extending", disk));
+    if offset > 0 && offset < len {
+        if let Some(file) = try_insert_range(bare, disk, offset)? {
+            file.set_len(disk_len)
+                .map_err(io_error("extending", disk))?;
+            return Ok(file);
+        }
     }
     let src = File::open(bare).map_err(io_error("opening", bare))?;
     let dst = OpenOptions::new()
@@ -260,33 +261,30 @@ pub fn shift_into_disk(
         let _ = std::fs::remove_file(disk);
         return Err(e);
     }
-    std::fs::remove_file(bare).map_err(io_error("removing", bare))
+    std::fs::remove_file(bare).map_err(io_error("removing", bare))?;
+    Ok(dst)
 }
 
 /// Renames `bare` to `disk` and inserts `offset` bytes of hole at its start.
-/// Returns false, with `bare` back in place, when the filesystem cannot.
-fn try_insert_range(bare: &Path, disk: &Path, offset: u64) -> Result<bool, CopyError> {
+/// Returns `None`, with `bare` back in place, when the filesystem cannot.
+fn try_insert_range(bare: &Path, disk: &Path, offset: u64) -> Result<Option<File>, CopyError> {
     use rustix::fs::{fallocate, FallocateFlags};
     if disk.exists() {
-        return Err(io_error("creating", disk)(
-            io::ErrorKind::AlreadyExists.into(),
-        ));
+        let exists = io::Error::from(io::ErrorKind::AlreadyExists);
+        return Err(io_error("creating", disk)(exists));
     }
     std::fs::rename(bare, disk).map_err(io_error("renaming", bare))?;
-    let inserted = OpenOptions::new()
-        .write(true)
-        .open(disk)
-        .map_err(io::Error::from)
-        .and_then(|file| {
-            fallocate(&file, FallocateFlags::INSERT_RANGE, 0, offset).map_err(io::Error::from)
-        });
+    let inserted = OpenOptions::new().write(true).open(disk).and_then(|file| {
+        fallocate(&file, FallocateFlags::INSERT_RANGE, 0, offset)?;
+        Ok(file)
+    });
     match inserted {
-        Ok(()) => Ok(true),
+        Ok(file) => Ok(Some(file)),
         Err(e) => {
             std::fs::rename(disk, bare).map_err(io_error("renaming back", disk))?;
             match Errno::from_io_error(&e) {
                 // Not supported by this filesystem, or not block-aligned here.
-                Some(Errno::OPNOTSUPP | Errno::INVAL) => Ok(false),
+                Some(Errno::OPNOTSUPP | Errno::INVAL) => Ok(None),
                 _ => Err(io_error("shifting the filesystem in", disk)(e)),
             }
         }
