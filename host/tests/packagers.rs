@@ -408,18 +408,44 @@ fn a_plugin_that_is_not_a_packager_is_refused() {
 }
 
 /// A Debian 12 cloud image converted for VirtualBox by the real binary, cached
-/// between runs (converting installs a kernel in the guest and takes minutes).
+/// between runs of the same binary on the same fixture (converting installs a
+/// kernel in the guest and takes minutes). A new build or fixture converts again,
+/// so the boot test never runs on what an older rehost made.
 fn converted_debian() -> PathBuf {
-    let cached = std::env::temp_dir().join("rehost-test-debian12-virtualbox.raw");
-    if cached.exists() {
-        return cached;
-    }
     let fixture = Path::new("/var/cache/rehost-fixtures/debian12-cloud.ext4");
     assert!(
         fixture.exists(),
         "{} is missing; run tests/fixtures/build-debian.sh",
         fixture.display()
     );
+    let stamp = |path: &Path| {
+        let md = std::fs::metadata(path).unwrap();
+        format!(
+            "{}.{}",
+            md.len(),
+            md.modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )
+    };
+    let key = format!(
+        "{}-{}",
+        stamp(Path::new(env!("CARGO_BIN_EXE_rehost"))),
+        stamp(fixture)
+    );
+    let prefix = "rehost-test-debian12-virtualbox-";
+    let cached = std::env::temp_dir().join(format!("{prefix}{key}.raw"));
+    if cached.exists() {
+        return cached;
+    }
+    // Conversions by older builds are stale: drop them rather than fill /tmp.
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let partial = cached.with_extension("partial.raw");
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_rehost"))
