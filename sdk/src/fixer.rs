@@ -364,59 +364,8 @@ impl Guest for DirGuest {
     }
 }
 
-/// "line 2, rebuild_initrd: " for an error at byte `at` of a TOML text: the key
-/// whose value is wrong, never the value (it may be a password).
-fn where_in(text: &str, at: usize) -> String {
-    let at = at.min(text.len());
-    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[..at].matches('\n').count() + 1;
-    match text[line_start..at].split_once('=') {
-        Some((key, _)) => format!("line {line}, {}: ", key.trim()),
-        None => format!("line {line}: "),
-    }
-}
-
 /// The fixer's table from the pipeline file, parsed into its own config type
 /// (defaults when the table is absent).
 pub fn config<T: serde::de::DeserializeOwned + Default>(ctx: &FixContext) -> Result<T> {
-    if ctx.config.trim().is_empty() {
-        return Ok(T::default());
-    }
-    toml::from_str(&ctx.config).map_err(|e| {
-        let at = e.span().map(|span| where_in(&ctx.config, span.start));
-        Error::Invalid(format!(
-            "fixer config: {}{}",
-            at.unwrap_or_default(),
-            e.message()
-        ))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::fix_context;
-    use crate::TargetHardware;
-
-    #[derive(Debug, Default, serde::Deserialize)]
-    #[serde(default, deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Secret {
-        mode: u32,
-        password: String,
-    }
-
-    fn error(text: &str) -> String {
-        let ctx = fix_context("debian", "12", TargetHardware::Kvm, text);
-        config::<Secret>(&ctx).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn config_errors_name_the_key_without_quoting_the_line() {
-        let err = error("mode = 1\npassword = 42\n");
-        assert!(err.contains("line 2, password: invalid type"), "{err}");
-        let err = error("pasword = \"hunter2\"\n");
-        assert!(err.contains("line 1: unknown field `pasword`"), "{err}");
-        assert!(!err.contains("hunter2"), "{err}");
-    }
+    crate::config::parse("fixer config", &ctx.config).map_err(Error::Invalid)
 }

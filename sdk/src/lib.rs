@@ -20,6 +20,7 @@
 //! The logic only sees the [`fixer::Guest`] trait, so it can be unit-tested natively
 //! against a plain directory with [`fixer::DirGuest`].
 
+mod config;
 pub mod files;
 pub mod fixer;
 pub mod packager;

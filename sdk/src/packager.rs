@@ -88,11 +88,7 @@ pub fn run<P: Packager>(settings: VmSettings) -> Result<PackageReport> {
 /// The packager's table from the pipeline file, parsed into its own config type
 /// (defaults when the table is absent).
 pub fn config<T: serde::de::DeserializeOwned + Default>(settings: &VmSettings) -> Result<T> {
-    if settings.config.trim().is_empty() {
-        return Ok(T::default());
-    }
-    toml::from_str(&settings.config)
-        .map_err(|e| Error::Invalid(format!("packager config: {}", e.message())))
+    crate::config::parse("packager config", &settings.config).map_err(Error::Invalid)
 }
 
 /// Logs through the host (native builds print to stderr).

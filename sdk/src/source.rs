@@ -28,10 +28,7 @@ pub trait Source {
 
 /// Parses the source's config table ("" gives the defaults).
 pub fn config<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T> {
-    if text.trim().is_empty() {
-        return Ok(T::default());
-    }
-    toml::from_str(text).map_err(|e| Error::Invalid(format!("source config: {}", e.message())))
+    crate::config::parse("source config", text).map_err(Error::Invalid)
 }
 
 /// Logs through the host (native builds print to stderr).
