@@ -236,32 +236,40 @@ fn the_unconverted_instance_does_not_boot() {
     assert!(stderr.contains("No bootable device"), "{stderr}");
 }
 
-#[test]
-fn plan_shows_the_diffs_and_writes_nothing() {
-    let debian = fixture("build-debian.sh");
-    let before = sha256(&debian);
-    let result = rehost(&["plan", debian.to_str().unwrap(), "--target", "virtualbox"]);
+/// Runs `rehost plan` on `image` for VirtualBox and asserts it succeeds, prints
+/// every one of `expected`, and leaves the image and the loop devices as they were.
+fn assert_plan_shows(image: &Path, expected: &[&str]) {
+    let before = sha256(image);
+    let result = rehost(&["plan", image.to_str().unwrap(), "--target", "virtualbox"]);
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(
         result.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&result.stderr)
     );
-    for expected in [
-        "### fixer xen-console",
-        "remove /etc/systemd/system/getty.target.wants/serial-getty@hvc0.service",
-        "### fixer debian-cloud2kvm",
-        "--- a/etc/fstab\n+++ b/etc/fstab\n",
-        "-/dev/xvda1 / ext4 defaults 0 1\n+UUID=",
-        "run /usr/bin/apt-get update",
-    ] {
+    for expected in expected {
         assert!(
             stdout.contains(expected),
             "plan lacks {expected:?}:\n{stdout}"
         );
     }
-    assert_eq!(sha256(&debian), before, "plan changed the source image");
-    assert_eq!(loops_on(&debian), "");
+    assert_eq!(sha256(image), before, "plan changed the source image");
+    assert_eq!(loops_on(image), "");
+}
+
+#[test]
+fn plan_shows_the_diffs_and_writes_nothing() {
+    assert_plan_shows(
+        &fixture("build-debian.sh"),
+        &[
+            "### fixer xen-console",
+            "remove /etc/systemd/system/getty.target.wants/serial-getty@hvc0.service",
+            "### fixer debian-cloud2kvm",
+            "--- a/etc/fstab\n+++ b/etc/fstab\n",
+            "-/dev/xvda1 / ext4 defaults 0 1\n+UUID=",
+            "run /usr/bin/apt-get update",
+        ],
+    );
 }
 
 /// The moment of a conversion at which a test interrupts it.
@@ -354,29 +362,17 @@ fn sigterm_while_the_guest_is_mounted_leaves_nothing_behind() {
 
 #[test]
 fn plan_on_the_centos5_fixture_shows_the_seeds_edits() {
-    let centos = fixture("build-centos5.sh");
-    let before = sha256(&centos);
-    let result = rehost(&["plan", centos.to_str().unwrap(), "--target", "virtualbox"]);
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&result.stderr)
+    assert_plan_shows(
+        &fixture("build-centos5.sh"),
+        &[
+            "### fixer xen-console",
+            "-xvc0:2345:respawn:/sbin/mingetty xvc0",
+            "### fixer centos5-xen2kvm",
+            "-alias scsi_hostadapter xenblk",
+            "+alias scsi_hostadapter ata_piix",
+            "run /usr/bin/yum -y install kernel mkinitrd grub",
+        ],
     );
-    for expected in [
-        "### fixer xen-console",
-        "-xvc0:2345:respawn:/sbin/mingetty xvc0",
-        "### fixer centos5-xen2kvm",
-        "-alias scsi_hostadapter xenblk",
-        "+alias scsi_hostadapter ata_piix",
-        "run /usr/bin/yum -y install kernel mkinitrd grub",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "plan lacks {expected:?}:\n{stdout}"
-        );
-    }
-    assert_eq!(sha256(&centos), before, "plan changed the source image");
 }
 
 #[test]
